@@ -1,0 +1,225 @@
+// Package eventstore defines Cairn's event log: the envelope every event
+// carries, the small interfaces a store implements (appending, reading a
+// stream, reading the whole log, subscribing), the closed set of expected
+// versions, and the typed errors every implementation returns.
+//
+// Two implementations ship with Cairn: eventstore/memory (complete and fast,
+// for tests and embedding) and eventstore/postgres (the default). Both pass
+// the acceptance suite in eventstore/storetest.
+//
+// # Ordering
+//
+// The log has one total order. Every event has a Position; positions are
+// totally ordered, every subscriber sees the same order, and a subscriber
+// that has processed everything up to position P is never later handed, and
+// never misses, an event that sorts before P. Within a stream, position order
+// is version order. A Position is therefore all a subscriber needs to resume,
+// and it doubles as the read-your-writes token returned to command senders.
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Event is an event to append. ID, when zero, is filled with a new UUIDv7;
+// SchemaVersion, when zero, means 1.
+type Event struct {
+	ID            uuid.UUID
+	Type          string
+	SchemaVersion int
+	Data          json.RawMessage
+	Metadata      Metadata
+}
+
+// Metadata travels with every event. CorrelationID ties together everything
+// caused by one original request; CausationID names the message (usually a
+// command) that directly caused this event; CommandID is the ID of the
+// command whose handling appended it.
+type Metadata struct {
+	CorrelationID string            `json:"correlation_id,omitempty"`
+	CausationID   string            `json:"causation_id,omitempty"`
+	CommandID     string            `json:"command_id,omitempty"`
+	Extra         map[string]string `json:"extra,omitempty"`
+}
+
+// RecordedEvent is an event as stored: the envelope every reader receives.
+type RecordedEvent struct {
+	ID            uuid.UUID
+	StreamID      string
+	Version       int64 // 1-based and contiguous within the stream
+	Position      Position
+	Type          string
+	SchemaVersion int
+	Data          json.RawMessage
+	Metadata      Metadata
+	RecordedAt    time.Time // UTC
+}
+
+// AppendResult describes a completed append. Version is the stream's version
+// after the append and Position the position of its last event (the zero
+// Position when nothing was appended). Duplicate reports that the append (or
+// the command it carried) had already been applied and that this result is
+// the original one: nothing new was written.
+type AppendResult struct {
+	StreamID     string
+	FirstVersion int64
+	Version      int64
+	Position     Position
+	Duplicate    bool
+}
+
+// Direction of a stream read.
+type Direction int
+
+const (
+	Forward Direction = iota
+	Backward
+)
+
+// ReadStreamOptions selects a slice of one stream. From is the first version
+// to return (inclusive); zero means the start for Forward reads and the end
+// for Backward reads. Limit zero means no limit.
+type ReadStreamOptions struct {
+	Direction Direction
+	From      int64
+	Limit     int
+}
+
+// ReadLogOptions filters a read of the whole log. Types and Categories, when
+// non-empty, keep only events of those types and of streams in those
+// categories (see Category). Limit zero means DefaultBatchSize.
+type ReadLogOptions struct {
+	Limit      int
+	Types      []string
+	Categories []string
+}
+
+// DefaultBatchSize is the page size of log reads and subscriptions when the
+// caller does not choose one.
+const DefaultBatchSize = 500
+
+// MaxBatchSize bounds every log read, so one read never holds an unbounded
+// result in memory.
+const MaxBatchSize = 10_000
+
+// CommandRecord identifies the command whose handling produces an append.
+// A store writes it in the same transaction as the events, so a command is
+// never recorded without its events nor its events without the record; a
+// later append carrying the same ID returns the first result instead of
+// writing again. PayloadHash, when set, must match on every reuse of the ID.
+type CommandRecord struct {
+	ID          string
+	Type        string
+	PayloadHash []byte
+}
+
+// AppendOption adjusts one append.
+type AppendOption func(*AppendOptions)
+
+// AppendOptions is the resolved form of a list of AppendOption; stores call
+// ApplyAppendOptions to build it.
+type AppendOptions struct {
+	Command *CommandRecord
+}
+
+// WithCommand records the command that produced the events, making the
+// append idempotent per command ID.
+func WithCommand(rec CommandRecord) AppendOption {
+	return func(o *AppendOptions) { o.Command = &rec }
+}
+
+// ApplyAppendOptions folds opts into an AppendOptions.
+func ApplyAppendOptions(opts []AppendOption) AppendOptions {
+	var o AppendOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// Appender appends events to one stream, atomically: all of them or none.
+type Appender interface {
+	Append(ctx context.Context, streamID string, expected ExpectedVersion, events []Event, opts ...AppendOption) (AppendResult, error)
+}
+
+// StreamReader reads one stream. Reading a stream that does not exist
+// returns an error that matches ErrStreamNotFound.
+type StreamReader interface {
+	ReadStream(ctx context.Context, streamID string, opts ReadStreamOptions) ([]RecordedEvent, error)
+}
+
+// LogReader reads the whole log in position order. ReadLog returns events
+// strictly after the given position, at most opts.Limit of them. Head is the
+// position of the last event a reader can be given now (the zero Position for
+// an empty log).
+type LogReader interface {
+	ReadLog(ctx context.Context, after Position, opts ReadLogOptions) ([]RecordedEvent, error)
+	Head(ctx context.Context) (Position, error)
+}
+
+// Notifier tells subscriptions when the log may have grown. Changes returns a
+// channel that receives (coalesced) wake-ups until stop is called.
+type Notifier interface {
+	Changes() (wake <-chan struct{}, stop func())
+}
+
+// Subscriber opens subscriptions: catch up from a position, then stay live.
+type Subscriber interface {
+	Subscribe(ctx context.Context, after Position, opts SubscribeOptions) (*Subscription, error)
+}
+
+// HandledCommand is the record a store keeps of a command whose events it
+// appended (see CommandRecord).
+type HandledCommand struct {
+	CommandID   string
+	Type        string
+	PayloadHash []byte
+	Result      AppendResult // Duplicate is always true here: it is a replayed result
+}
+
+// CommandLog looks up the recorded result of a handled command.
+type CommandLog interface {
+	// HandledCommand returns the record for commandID and true, or false
+	// when no command with that ID has been handled.
+	HandledCommand(ctx context.Context, commandID string) (HandledCommand, bool, error)
+}
+
+// Snapshot is an aggregate's serialised state at a stream version. Type and
+// SchemaVersion describe Data so that a loader can ignore a snapshot taken
+// by an older shape of the aggregate.
+type Snapshot struct {
+	StreamID      string
+	Version       int64
+	Type          string
+	SchemaVersion int
+	Data          json.RawMessage
+	TakenAt       time.Time
+}
+
+// SnapshotStore keeps the latest snapshot per stream.
+type SnapshotStore interface {
+	// LoadSnapshot returns the latest snapshot of a stream and true, or
+	// false when there is none.
+	LoadSnapshot(ctx context.Context, streamID string) (Snapshot, bool, error)
+	// SaveSnapshot stores s, replacing an older snapshot of the stream; a
+	// snapshot older than the stored one is ignored.
+	SaveSnapshot(ctx context.Context, s Snapshot) error
+}
+
+// Reader is everything that reads.
+type Reader interface {
+	StreamReader
+	LogReader
+}
+
+// Store is a complete event store.
+type Store interface {
+	Appender
+	Reader
+	Subscriber
+	CommandLog
+}

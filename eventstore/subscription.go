@@ -1,0 +1,166 @@
+package eventstore
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// SubscribeOptions tunes a subscription. BatchSize bounds each read (and so
+// the memory a subscriber holds: backpressure is the subscriber's own pace,
+// since nothing is read ahead of NextBatch). Types and Categories filter on
+// the server. PollInterval is the safety-net poll for wake-ups that never
+// come (a writer that died between commit and notify); it is not how a live
+// subscription learns of new events.
+type SubscribeOptions struct {
+	BatchSize    int
+	Types        []string
+	Categories   []string
+	PollInterval time.Duration
+}
+
+// DefaultPollInterval is the safety-net poll of a subscription.
+const DefaultPollInterval = time.Second
+
+// Subscription catches up from a position and then follows the live log.
+// It is pull-based: NextBatch blocks until at least one event after the
+// current position can be delivered. A Subscription is used by one goroutine.
+type Subscription struct {
+	reader LogReader
+	wake   <-chan struct{}
+	stop   func()
+	opts   SubscribeOptions
+	pos    Position
+	buf    []RecordedEvent
+
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+// NewSubscription builds a subscription on any LogReader and Notifier; stores
+// return it from Subscribe so that catch-up and waiting live in one place.
+func NewSubscription(reader LogReader, notifier Notifier, after Position, opts SubscribeOptions) *Subscription {
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = DefaultBatchSize
+	}
+	if opts.BatchSize > MaxBatchSize {
+		opts.BatchSize = MaxBatchSize
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = DefaultPollInterval
+	}
+	wake, stop := notifier.Changes()
+	return &Subscription{reader: reader, wake: wake, stop: stop, opts: opts, pos: after, closed: make(chan struct{})}
+}
+
+// Position is the position of the last event delivered (or the starting
+// position before any): the checkpoint to resume from.
+func (s *Subscription) Position() Position { return s.pos }
+
+// Next returns the next event, blocking until there is one.
+func (s *Subscription) Next(ctx context.Context) (RecordedEvent, error) {
+	if len(s.buf) == 0 {
+		batch, err := s.NextBatch(ctx)
+		if err != nil {
+			return RecordedEvent{}, err
+		}
+		s.buf = batch
+	}
+	e := s.buf[0]
+	s.buf = s.buf[1:]
+	return e, nil
+}
+
+// NextBatch returns the next 1 to BatchSize events in log order, blocking
+// until there is at least one. Position() afterwards is the last one's.
+func (s *Subscription) NextBatch(ctx context.Context) ([]RecordedEvent, error) {
+	if len(s.buf) > 0 {
+		b := s.buf
+		s.buf = nil
+		return b, nil
+	}
+	// After a wake-up that finds nothing new, the writer's events can be
+	// held back by an older transaction still in flight; retry soon, backing
+	// off towards the safety-net interval.
+	const firstRetry = time.Millisecond
+	retry := time.Duration(0)
+	for {
+		select {
+		case <-s.closed:
+			return nil, ErrSubscriptionClosed
+		default:
+		}
+		events, err := s.reader.ReadLog(ctx, s.pos, ReadLogOptions{Limit: s.opts.BatchSize, Types: s.opts.Types, Categories: s.opts.Categories})
+		if err != nil {
+			return nil, err
+		}
+		if len(events) > 0 {
+			s.pos = events[len(events)-1].Position
+			return events, nil
+		}
+		wait := s.opts.PollInterval
+		if retry > 0 {
+			wait = min(retry, s.opts.PollInterval)
+			retry *= 2
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-s.closed:
+			t.Stop()
+			return nil, ErrSubscriptionClosed
+		case <-s.wake:
+			retry = firstRetry
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// Close releases the subscription's wake-up registration. It is safe to call
+// more than once and from another goroutine.
+func (s *Subscription) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		s.stop()
+	})
+	return nil
+}
+
+// Broadcaster is a Notifier that fans one signal out to every registered
+// listener without ever blocking the signaller: each listener's channel holds
+// at most one pending wake-up.
+type Broadcaster struct {
+	mu        sync.Mutex
+	listeners map[chan struct{}]struct{}
+}
+
+// Changes registers a listener.
+func (b *Broadcaster) Changes() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	b.mu.Lock()
+	if b.listeners == nil {
+		b.listeners = make(map[chan struct{}]struct{})
+	}
+	b.listeners[ch] = struct{}{}
+	b.mu.Unlock()
+	return ch, func() {
+		b.mu.Lock()
+		delete(b.listeners, ch)
+		b.mu.Unlock()
+	}
+}
+
+// Broadcast wakes every listener.
+func (b *Broadcaster) Broadcast() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for ch := range b.listeners {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
