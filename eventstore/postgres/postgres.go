@@ -1,0 +1,381 @@
+// Package postgres is Cairn's default event store: PostgreSQL through a pgx/v5
+// pool. Apply the schema first with migrations.Up.
+//
+// Appending a batch is one statement (a PL/pgSQL function), so one round trip
+// and one transaction. Reads of the log are ordered by (transaction ID,
+// sequence) and bounded by the oldest transaction still in flight, which gives
+// every subscriber one total order in which no event can appear behind a
+// checkpoint; docs/architecture.md explains why and what it costs.
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/migrations"
+)
+
+var (
+	_ eventstore.Store         = (*Store)(nil)
+	_ eventstore.SnapshotStore = (*Store)(nil)
+)
+
+// Config configures a Store. The zero value is usable.
+type Config struct {
+	// Schema holding Cairn's tables; migrations.DefaultSchema when empty.
+	Schema string
+	// MaxEventSize bounds one event's data plus metadata, in bytes;
+	// eventstore.DefaultMaxEventSize when zero.
+	MaxEventSize int
+	// Logger receives the notifier's and listener's connection trouble;
+	// slog.Default() when nil.
+	Logger *slog.Logger
+}
+
+// Store is the PostgreSQL event store. Create it with New and Close it when
+// done; the pool stays the caller's to close.
+type Store struct {
+	pool    *pgxpool.Pool
+	cfg     Config
+	q       queries
+	channel string
+
+	local  eventstore.Broadcaster // wakes this process's subscriptions
+	notify *notifier
+}
+
+// New returns a store on pool. It starts the background notifier that tells
+// other processes about appends; Close stops it.
+func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
+	if cfg.Schema == "" {
+		cfg.Schema = migrations.DefaultSchema
+	}
+	if err := migrations.ValidateSchema(cfg.Schema); err != nil {
+		return nil, err
+	}
+	if cfg.MaxEventSize <= 0 {
+		cfg.MaxEventSize = eventstore.DefaultMaxEventSize
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Store{pool: pool, cfg: cfg, q: newQueries(cfg.Schema), channel: "cairn_events_" + cfg.Schema}
+	s.notify = startNotifier(pool, s.channel, &s.local, cfg.Logger)
+	return s, nil
+}
+
+// Close stops the store's background goroutines. It does not close the pool.
+func (s *Store) Close() {
+	s.notify.close()
+}
+
+// Schema returns the schema the store works in.
+func (s *Store) Schema() string { return s.cfg.Schema }
+
+// Append implements eventstore.Appender.
+func (s *Store) Append(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events []eventstore.Event, opts ...eventstore.AppendOption) (eventstore.AppendResult, error) {
+	o := eventstore.ApplyAppendOptions(opts)
+	events, err := eventstore.PrepareAppend(streamID, expected, events, o, s.cfg.MaxEventSize)
+	if err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	args, err := appendArgs(streamID, expected, events, o.Command)
+	if err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	var (
+		status               string
+		current, first, last *int64
+		posTx                *uint64
+		posSeq               *int64
+	)
+	err = s.pool.QueryRow(ctx, s.q.append, args...).Scan(&status, &current, &first, &last, &posTx, &posSeq)
+	if err != nil {
+		return s.appendFailed(ctx, streamID, events, o.Command, err)
+	}
+	res := eventstore.AppendResult{StreamID: streamID}
+	switch status {
+	case "ok", "duplicate":
+		res.FirstVersion, res.Version = *first, *last
+		res.Position = eventstore.Position{Tx: *posTx, Seq: uint64(*posSeq)}
+		res.Duplicate = status == "duplicate"
+		if !res.Duplicate && len(events) > 0 {
+			s.local.Broadcast()
+			s.notify.poke()
+		}
+		return res, nil
+	case "conflict":
+		return eventstore.AppendResult{}, &eventstore.ConcurrencyError{StreamID: streamID, Expected: expected, Actual: *current}
+	case "key_reused":
+		return eventstore.AppendResult{}, &eventstore.IdempotencyKeyReusedError{CommandID: o.Command.ID}
+	default:
+		return eventstore.AppendResult{}, fmt.Errorf("postgres: append returned unknown status %q", status)
+	}
+}
+
+// appendFailed turns a unique violation into the idempotent answer it stands
+// for: the same events (or the same command) appended concurrently by
+// someone else, whose transaction committed first.
+func (s *Store) appendFailed(ctx context.Context, streamID string, events []eventstore.Event, cmd *eventstore.CommandRecord, err error) (eventstore.AppendResult, error) {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "23505" {
+		return eventstore.AppendResult{}, fmt.Errorf("postgres: append to %q: %w", streamID, err)
+	}
+	switch pgErr.ConstraintName {
+	case "commands_pkey":
+		h, ok, lerr := s.HandledCommand(ctx, cmd.ID)
+		if lerr != nil {
+			return eventstore.AppendResult{}, lerr
+		}
+		if !ok {
+			return eventstore.AppendResult{}, fmt.Errorf("postgres: append to %q: %w", streamID, err)
+		}
+		if string(h.PayloadHash) != string(cmd.PayloadHash) {
+			return eventstore.AppendResult{}, &eventstore.IdempotencyKeyReusedError{CommandID: cmd.ID}
+		}
+		return h.Result, nil
+	case "events_event_id_key":
+		return s.existingAppend(ctx, streamID, events)
+	}
+	return eventstore.AppendResult{}, fmt.Errorf("postgres: append to %q: %w", streamID, err)
+}
+
+// existingAppend answers a re-append of events that are already stored: the
+// original result when all of them are in this stream, else an error.
+func (s *Store) existingAppend(ctx context.Context, streamID string, events []eventstore.Event) (eventstore.AppendResult, error) {
+	ids := make([][16]byte, len(events))
+	for i, e := range events {
+		ids[i] = e.ID
+	}
+	var inStream, total int
+	var first, last *int64
+	var posTx *uint64
+	var posSeq *int64
+	err := s.pool.QueryRow(ctx, s.q.existing, ids, streamID).Scan(&inStream, &total, &first, &last, &posTx, &posSeq)
+	if err != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("postgres: checking duplicate events on %q: %w", streamID, err)
+	}
+	if inStream != len(events) || total != len(events) {
+		return eventstore.AppendResult{}, &eventstore.DuplicateEventError{StreamID: streamID,
+			Reason: fmt.Sprintf("%d of %d event IDs exist in this stream and %d elsewhere", inStream, len(events), total-inStream)}
+	}
+	return eventstore.AppendResult{StreamID: streamID, FirstVersion: *first, Version: *last,
+		Position: eventstore.Position{Tx: *posTx, Seq: uint64(*posSeq)}, Duplicate: true}, nil
+}
+
+func appendArgs(streamID string, expected eventstore.ExpectedVersion, events []eventstore.Event, cmd *eventstore.CommandRecord) ([]any, error) {
+	n := len(events)
+	ids := make([][16]byte, n)
+	types := make([]string, n)
+	versions := make([]int32, n)
+	data := make([]string, n)
+	meta := make([]string, n)
+	for i, e := range events {
+		ids[i] = e.ID
+		types[i] = e.Type
+		versions[i] = int32(e.SchemaVersion)
+		data[i] = string(e.Data)
+		m, err := json.Marshal(e.Metadata)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: encoding metadata: %w", err)
+		}
+		meta[i] = string(m)
+	}
+	var cmdID, cmdType *string
+	var hash []byte
+	if cmd != nil {
+		cmdID, cmdType, hash = &cmd.ID, &cmd.Type, cmd.PayloadHash
+	}
+	return []any{streamID, int16(expected.Kind()), expected.Version(), ids, types, versions, data, meta, cmdID, cmdType, hash}, nil
+}
+
+// ReadStream implements eventstore.StreamReader.
+func (s *Store) ReadStream(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions) ([]eventstore.RecordedEvent, error) {
+	if err := eventstore.ValidateStreamID(streamID); err != nil {
+		return nil, err
+	}
+	limit := int64(opts.Limit)
+	if limit <= 0 {
+		limit = -1 // LIMIT ALL
+	}
+	var rows pgx.Rows
+	var err error
+	if opts.Direction == eventstore.Backward {
+		from := opts.From
+		if from <= 0 {
+			from = 1<<63 - 1
+		}
+		rows, err = s.pool.Query(ctx, s.q.readBackward, streamID, from, nullableLimit(limit))
+	} else {
+		rows, err = s.pool.Query(ctx, s.q.readForward, streamID, opts.From, nullableLimit(limit))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("postgres: reading stream %q: %w", streamID, err)
+	}
+	events, err := scanEvents(rows)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: reading stream %q: %w", streamID, err)
+	}
+	if len(events) == 0 {
+		var exists bool
+		if err := s.pool.QueryRow(ctx, s.q.streamExists, streamID).Scan(&exists); err != nil {
+			return nil, fmt.Errorf("postgres: reading stream %q: %w", streamID, err)
+		}
+		if !exists {
+			return nil, &eventstore.StreamNotFoundError{StreamID: streamID}
+		}
+	}
+	return events, nil
+}
+
+func nullableLimit(limit int64) *int64 {
+	if limit < 0 {
+		return nil
+	}
+	return &limit
+}
+
+// ReadLog implements eventstore.LogReader: events after the given position,
+// in position order, never past the oldest transaction still in flight.
+func (s *Store) ReadLog(ctx context.Context, after eventstore.Position, opts eventstore.ReadLogOptions) ([]eventstore.RecordedEvent, error) {
+	limit := opts.Limit
+	if limit <= 0 {
+		limit = eventstore.DefaultBatchSize
+	}
+	limit = min(limit, eventstore.MaxBatchSize)
+	sql, args := s.q.logScan(after, opts.Types, opts.Categories, limit)
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: reading the log: %w", err)
+	}
+	events, err := scanEvents(rows)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: reading the log: %w", err)
+	}
+	return events, nil
+}
+
+// Head implements eventstore.LogReader.
+func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
+	var p eventstore.Position
+	var seq int64
+	err := s.pool.QueryRow(ctx, s.q.head).Scan(&p.Tx, &seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return eventstore.Start, nil
+	}
+	if err != nil {
+		return p, fmt.Errorf("postgres: reading the head position: %w", err)
+	}
+	p.Seq = uint64(seq)
+	return p, nil
+}
+
+// Subscribe implements eventstore.Subscriber. Subscriptions wake on
+// LISTEN/NOTIFY; the first one starts the store's listener connection.
+func (s *Store) Subscribe(ctx context.Context, after eventstore.Position, opts eventstore.SubscribeOptions) (*eventstore.Subscription, error) {
+	if err := s.notify.listen(ctx); err != nil {
+		return nil, err
+	}
+	return eventstore.NewSubscription(s, &s.local, after, opts), nil
+}
+
+// HandledCommand implements eventstore.CommandLog.
+func (s *Store) HandledCommand(ctx context.Context, commandID string) (eventstore.HandledCommand, bool, error) {
+	var h eventstore.HandledCommand
+	var posSeq int64
+	err := s.pool.QueryRow(ctx, s.q.handledCommand, commandID).Scan(
+		&h.CommandID, &h.Type, &h.PayloadHash, &h.Result.StreamID, &h.Result.FirstVersion, &h.Result.Version, &h.Result.Position.Tx, &posSeq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return eventstore.HandledCommand{}, false, nil
+	}
+	if err != nil {
+		return eventstore.HandledCommand{}, false, fmt.Errorf("postgres: looking up command %q: %w", commandID, err)
+	}
+	h.Result.Position.Seq = uint64(posSeq)
+	h.Result.Duplicate = true
+	return h, true, nil
+}
+
+// LoadSnapshot implements eventstore.SnapshotStore.
+func (s *Store) LoadSnapshot(ctx context.Context, streamID string) (eventstore.Snapshot, bool, error) {
+	var sn eventstore.Snapshot
+	err := s.pool.QueryRow(ctx, s.q.loadSnapshot, streamID).Scan(&sn.StreamID, &sn.Version, &sn.Type, &sn.SchemaVersion, &sn.Data, &sn.TakenAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return eventstore.Snapshot{}, false, nil
+	}
+	if err != nil {
+		return eventstore.Snapshot{}, false, fmt.Errorf("postgres: loading snapshot of %q: %w", streamID, err)
+	}
+	sn.TakenAt = sn.TakenAt.UTC()
+	return sn, true, nil
+}
+
+// SaveSnapshot implements eventstore.SnapshotStore.
+func (s *Store) SaveSnapshot(ctx context.Context, sn eventstore.Snapshot) error {
+	if !json.Valid(sn.Data) {
+		return &eventstore.ValidationError{Err: eventstore.ErrInvalidEvent, StreamID: sn.StreamID, Index: -1, Reason: "snapshot data is not valid JSON"}
+	}
+	if _, err := s.pool.Exec(ctx, s.q.saveSnapshot, sn.StreamID, sn.Version, sn.Type, sn.SchemaVersion, string(sn.Data)); err != nil {
+		return fmt.Errorf("postgres: saving snapshot of %q: %w", sn.StreamID, err)
+	}
+	return nil
+}
+
+// Holder is a transaction that holds log readers back: no event written
+// after it started can be read until it ends.
+type Holder struct {
+	PID       int32
+	Tx        uint64
+	Database  string
+	State     string
+	XactStart *time.Time
+	Query     string
+}
+
+// HeldBackBy lists the transactions, anywhere in the cluster, at or below
+// the current read horizon, oldest first: what an operator looks at when
+// subscribers stop advancing. Prepared transactions show with PID 0.
+func (s *Store) HeldBackBy(ctx context.Context) ([]Holder, error) {
+	rows, err := s.pool.Query(ctx, s.q.holders)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: listing transactions: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Holder, error) {
+		var h Holder
+		err := r.Scan(&h.PID, &h.Tx, &h.Database, &h.State, &h.XactStart, &h.Query)
+		return h, err
+	})
+}
+
+func scanEvents(rows pgx.Rows) ([]eventstore.RecordedEvent, error) {
+	defer rows.Close()
+	var out []eventstore.RecordedEvent
+	for rows.Next() {
+		var e eventstore.RecordedEvent
+		var seq int64
+		var data, meta []byte
+		if err := rows.Scan(&e.ID, &e.StreamID, &e.Version, &e.Position.Tx, &seq, &e.Type, &e.SchemaVersion, &data, &meta, &e.RecordedAt); err != nil {
+			return nil, err
+		}
+		e.Position.Seq = uint64(seq)
+		e.Data = json.RawMessage(data)
+		if err := json.Unmarshal(meta, &e.Metadata); err != nil {
+			return nil, fmt.Errorf("decoding metadata of event %s: %w", e.ID, err)
+		}
+		e.RecordedAt = e.RecordedAt.UTC()
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

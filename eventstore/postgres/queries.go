@@ -1,0 +1,82 @@
+package postgres
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/cairn-es/cairn/eventstore"
+)
+
+// horizon keeps a log scan behind the oldest transaction still in flight
+// anywhere in the cluster. Every transaction with a smaller ID has ended, so
+// no row can still appear below the horizon, and an event read once is never
+// later preceded by one that was not. This guard is part of every scan of
+// the log by position: logScan and head are built from it, and nothing else
+// reads the log in position order.
+const horizon = "tx < pg_snapshot_xmin(pg_current_snapshot())"
+
+const eventColumns = "event_id, stream_id, version, tx, seq, type, schema_version, data, metadata, recorded_at"
+
+// queries holds the SQL of one schema, built once.
+type queries struct {
+	schema         string
+	append         string
+	existing       string
+	readForward    string
+	readBackward   string
+	streamExists   string
+	head           string
+	handledCommand string
+	loadSnapshot   string
+	saveSnapshot   string
+	holders        string
+}
+
+func newQueries(schema string) queries {
+	r := strings.NewReplacer("{s}", schema, "{cols}", eventColumns, "{horizon}", horizon)
+	return queries{
+		schema: schema,
+		append: r.Replace(`SELECT status, current_version, first_version, last_version, pos_tx, pos_seq
+			FROM {s}.append($1, $2, $3, $4, $5, $6, $7::jsonb[], $8::jsonb[], $9, $10, $11)`),
+		existing: r.Replace(`SELECT count(*) FILTER (WHERE stream_id = $2), count(*),
+			min(version) FILTER (WHERE stream_id = $2), max(version) FILTER (WHERE stream_id = $2),
+			(array_agg(tx ORDER BY version DESC) FILTER (WHERE stream_id = $2))[1],
+			(array_agg(seq ORDER BY version DESC) FILTER (WHERE stream_id = $2))[1]
+			FROM {s}.events WHERE event_id = ANY($1)`),
+		readForward:  r.Replace(`SELECT {cols} FROM {s}.events WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`),
+		readBackward: r.Replace(`SELECT {cols} FROM {s}.events WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT $3`),
+		streamExists: r.Replace(`SELECT EXISTS (SELECT 1 FROM {s}.streams WHERE stream_id = $1)`),
+		head:         r.Replace(`SELECT tx, seq FROM {s}.events WHERE {horizon} ORDER BY tx DESC, seq DESC LIMIT 1`),
+		handledCommand: r.Replace(`SELECT command_id, command_type, payload_hash, stream_id, first_version, last_version, pos_tx, pos_seq
+			FROM {s}.commands WHERE command_id = $1`),
+		loadSnapshot: r.Replace(`SELECT stream_id, version, type, schema_version, data, taken_at FROM {s}.snapshots WHERE stream_id = $1`),
+		saveSnapshot: r.Replace(`INSERT INTO {s}.snapshots AS s (stream_id, version, type, schema_version, data)
+			VALUES ($1, $2, $3, $4, $5::jsonb)
+			ON CONFLICT (stream_id) DO UPDATE
+			SET version = excluded.version, type = excluded.type, schema_version = excluded.schema_version, data = excluded.data, taken_at = now()
+			WHERE s.version < excluded.version`),
+		holders: `SELECT pid, backend_xid::text::bigint, coalesce(datname, ''), coalesce(state, ''), xact_start, left(coalesce(query, ''), 200)
+			FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()
+			UNION ALL
+			SELECT 0, transaction::text::bigint, database, 'prepared', prepared, gid FROM pg_prepared_xacts
+			ORDER BY 5 NULLS LAST`,
+	}
+}
+
+// logScan builds a read of the log after a position, with optional filters.
+func (q queries) logScan(after eventstore.Position, types, categories []string, limit int) (string, []any) {
+	var b strings.Builder
+	args := []any{after.Tx, int64(after.Seq)}
+	fmt.Fprintf(&b, "SELECT %s FROM %s.events WHERE (tx, seq) > ($1::xid8, $2::bigint) AND %s", eventColumns, q.schema, horizon)
+	if len(types) > 0 {
+		args = append(args, types)
+		fmt.Fprintf(&b, " AND type = ANY($%d)", len(args))
+	}
+	if len(categories) > 0 {
+		args = append(args, categories)
+		fmt.Fprintf(&b, " AND category = ANY($%d)", len(args))
+	}
+	args = append(args, limit)
+	fmt.Fprintf(&b, " ORDER BY tx, seq LIMIT $%d", len(args))
+	return b.String(), args
+}

@@ -1,0 +1,82 @@
+// Package pgtest gives each test its own PostgreSQL schema on the server
+// named by DATABASE_URL (or the default local address), so test packages run
+// in parallel against one server. A test that cannot reach PostgreSQL fails
+// with a message saying how to get one; it never skips.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cairn-es/cairn/migrations"
+)
+
+// DefaultURL is used when DATABASE_URL is unset.
+const DefaultURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// URL returns DATABASE_URL, or DefaultURL when it is unset.
+func URL() string {
+	if u := os.Getenv("DATABASE_URL"); u != "" {
+		return u
+	}
+	return DefaultURL
+}
+
+// Pool connects to the test server with room for maxConns connections and
+// closes the pool when the test ends.
+func Pool(t testing.TB, maxConns int32) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(URL())
+	if err != nil {
+		t.Fatalf("pgtest: DATABASE_URL %q does not parse: %v", URL(), err)
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err == nil {
+		err = pool.Ping(ctx)
+	}
+	if err != nil {
+		t.Fatalf("pgtest: PostgreSQL is not reachable at %s: %v\n"+
+			"Run the tests with `make test`, which starts a private PostgreSQL when none answers, "+
+			"or point DATABASE_URL at a server you may create schemas on.", cfg.ConnConfig.Host, err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// Schema creates an empty schema with a unique name, migrated to the latest
+// version, and drops it when the test ends.
+func Schema(t testing.TB, pool *pgxpool.Pool) string {
+	t.Helper()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	schema := "t_" + hex.EncodeToString(b[:])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatalf("pgtest: acquiring a connection: %v", err)
+	}
+	defer conn.Release()
+	if err := migrations.Up(ctx, conn.Conn(), schema); err != nil {
+		t.Fatalf("pgtest: migrating schema %s: %v", schema, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := pool.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Errorf("pgtest: dropping schema %s: %v", schema, err)
+		}
+	})
+	return schema
+}

@@ -1,0 +1,137 @@
+-- The event log. Position order is (tx, seq): tx is the writing transaction's
+-- 64-bit ID (it never wraps), seq a sequence that orders events within one
+-- transaction. See docs/architecture.md, "Ordering".
+CREATE TABLE {{.schema}}.events (
+    seq            bigint GENERATED ALWAYS AS IDENTITY,
+    tx             xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    event_id       uuid        NOT NULL,
+    stream_id      text        NOT NULL,
+    version        bigint      NOT NULL,
+    category       text        NOT NULL GENERATED ALWAYS AS (split_part(stream_id, '-', 1)) STORED,
+    type           text        NOT NULL,
+    schema_version integer     NOT NULL,
+    data           jsonb       NOT NULL,
+    metadata       jsonb       NOT NULL,
+    recorded_at    timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT events_pkey PRIMARY KEY (stream_id, version),
+    CONSTRAINT events_event_id_key UNIQUE (event_id)
+);
+
+CREATE UNIQUE INDEX events_position_idx ON {{.schema}}.events (tx, seq);
+
+-- One row per stream: its current version, so an append checks it with one
+-- index probe instead of scanning the stream.
+CREATE TABLE {{.schema}}.streams (
+    stream_id  text        PRIMARY KEY,
+    version    bigint      NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Handled commands, written in the same transaction as their events.
+CREATE TABLE {{.schema}}.commands (
+    command_id    text        PRIMARY KEY,
+    command_type  text        NOT NULL,
+    payload_hash  bytea,
+    stream_id     text        NOT NULL,
+    first_version bigint      NOT NULL,
+    last_version  bigint      NOT NULL,
+    pos_tx        xid8        NOT NULL,
+    pos_seq       bigint      NOT NULL,
+    handled_at    timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE {{.schema}}.snapshots (
+    stream_id      text        PRIMARY KEY,
+    version        bigint      NOT NULL,
+    type           text        NOT NULL,
+    schema_version integer     NOT NULL,
+    data           jsonb       NOT NULL,
+    taken_at       timestamptz NOT NULL DEFAULT now()
+);
+
+-- append writes a batch of events to one stream in one statement (and so one
+-- round trip and one implicit transaction).
+--
+-- The stream's advisory lock is taken before anything gives this transaction
+-- an ID. A writer waiting for the lock therefore gets its transaction ID only
+-- after the previous writer of the stream has committed, so the later version
+-- always has the later (tx, seq) position: log order agrees with stream order,
+-- while appends to different streams never wait for each other.
+CREATE FUNCTION {{.schema}}.append(
+    p_stream        text,
+    p_expected_kind smallint, -- 0 any, 1 no stream, 2 stream exists, 3 exact
+    p_expected      bigint,
+    p_ids           uuid[],
+    p_types         text[],
+    p_versions      integer[],
+    p_data          jsonb[],
+    p_metadata      jsonb[],
+    p_command_id    text,
+    p_command_type  text,
+    p_payload_hash  bytea
+) RETURNS TABLE (status text, current_version bigint, first_version bigint, last_version bigint, pos_tx xid8, pos_seq bigint)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_current bigint;
+    v_count   integer := coalesce(array_length(p_ids, 1), 0);
+    v_cmd     {{.schema}}.commands%ROWTYPE;
+    v_seq     bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended(p_stream, 7283));
+    IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
+        RAISE EXCEPTION 'cairn append must run in a transaction of its own'
+            USING ERRCODE = 'CA001',
+                  HINT = 'a transaction that already holds an ID could order this stream''s events out of version order';
+    END IF;
+
+    IF p_command_id IS NOT NULL THEN
+        SELECT * INTO v_cmd FROM {{.schema}}.commands c WHERE c.command_id = p_command_id;
+        IF FOUND THEN
+            IF v_cmd.payload_hash IS DISTINCT FROM p_payload_hash THEN
+                RETURN QUERY SELECT 'key_reused'::text, NULL::bigint, NULL::bigint, NULL::bigint, NULL::xid8, NULL::bigint;
+            ELSE
+                RETURN QUERY SELECT 'duplicate'::text, v_cmd.last_version, v_cmd.first_version, v_cmd.last_version, v_cmd.pos_tx, v_cmd.pos_seq;
+            END IF;
+            RETURN;
+        END IF;
+    END IF;
+
+    SELECT s.version INTO v_current FROM {{.schema}}.streams s WHERE s.stream_id = p_stream;
+    v_current := coalesce(v_current, 0);
+    IF NOT (p_expected_kind = 0
+            OR (p_expected_kind = 1 AND v_current = 0)
+            OR (p_expected_kind = 2 AND v_current > 0)
+            OR (p_expected_kind = 3 AND v_current = p_expected)) THEN
+        RETURN QUERY SELECT 'conflict'::text, v_current, NULL::bigint, NULL::bigint, NULL::xid8, NULL::bigint;
+        RETURN;
+    END IF;
+
+    IF v_count > 0 THEN
+        -- Rows reach the insert in ordinality order, so seq follows version.
+        WITH inserted AS (
+            INSERT INTO {{.schema}}.events (event_id, stream_id, version, type, schema_version, data, metadata)
+            SELECT u.id, p_stream, v_current + u.ord, u.t, u.sv, u.d, u.m
+            FROM unnest(p_ids, p_types, p_versions, p_data, p_metadata) WITH ORDINALITY AS u(id, t, sv, d, m, ord)
+            ORDER BY u.ord
+            RETURNING seq
+        )
+        SELECT max(inserted.seq) INTO v_seq FROM inserted;
+
+        INSERT INTO {{.schema}}.streams AS s (stream_id, version) VALUES (p_stream, v_current + v_count)
+        ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, updated_at = now();
+    END IF;
+
+    IF p_command_id IS NOT NULL THEN
+        INSERT INTO {{.schema}}.commands (command_id, command_type, payload_hash, stream_id, first_version, last_version, pos_tx, pos_seq)
+        VALUES (p_command_id, p_command_type, p_payload_hash, p_stream,
+                CASE WHEN v_count > 0 THEN v_current + 1 ELSE v_current END, v_current + v_count,
+                CASE WHEN v_count > 0 THEN pg_current_xact_id() ELSE '0'::xid8 END, coalesce(v_seq, 0));
+    END IF;
+
+    IF v_count = 0 THEN
+        RETURN QUERY SELECT 'ok'::text, v_current, v_current, v_current, '0'::xid8, 0::bigint;
+    ELSE
+        RETURN QUERY SELECT 'ok'::text, v_current + v_count, v_current + 1, v_current + v_count, pg_current_xact_id(), v_seq;
+    END IF;
+END
+$fn$;
