@@ -37,6 +37,9 @@ type notifier struct {
 	listening bool
 }
 
+// notifyInterval is the least time between two NOTIFYs from one store.
+const notifyInterval = 2 * time.Millisecond
+
 func startNotifier(pool *pgxpool.Pool, channel string, local *eventstore.Broadcaster, log *slog.Logger) *notifier {
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &notifier{pool: pool, channel: channel, local: local, log: log, pokes: make(chan struct{}, 1), ctx: ctx, cancel: cancel}
@@ -61,6 +64,13 @@ func (n *notifier) send() {
 		case <-n.pokes:
 			if _, err := n.pool.Exec(n.ctx, "SELECT pg_notify($1, '')", n.channel); err != nil && n.ctx.Err() == nil {
 				n.log.Warn("cairn: sending append notification failed; subscribers in other processes will catch up on their next poll", "error", err)
+			}
+			// Appends that land during this pause share the next NOTIFY, so a
+			// busy writer costs the database at most one per interval.
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-time.After(notifyInterval):
 			}
 		}
 	}

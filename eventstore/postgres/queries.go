@@ -45,7 +45,7 @@ func newQueries(schema string) queries {
 			FROM {s}.events WHERE event_id = ANY($1)`),
 		readForward:  r.Replace(`SELECT {cols} FROM {s}.events WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`),
 		readBackward: r.Replace(`SELECT {cols} FROM {s}.events WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT $3`),
-		streamExists: r.Replace(`SELECT EXISTS (SELECT 1 FROM {s}.streams WHERE stream_id = $1)`),
+		streamExists: r.Replace(`SELECT EXISTS (SELECT 1 FROM {s}.events WHERE stream_id = $1)`),
 		head:         r.Replace(`SELECT tx, seq FROM {s}.events WHERE {horizon} ORDER BY tx DESC, seq DESC LIMIT 1`),
 		handledCommand: r.Replace(`SELECT command_id, command_type, payload_hash, stream_id, first_version, last_version, pos_tx, pos_seq
 			FROM {s}.commands WHERE command_id = $1`),

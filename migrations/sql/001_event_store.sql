@@ -19,14 +19,6 @@ CREATE TABLE {{.schema}}.events (
 
 CREATE UNIQUE INDEX events_position_idx ON {{.schema}}.events (tx, seq);
 
--- One row per stream: its current version, so an append checks it with one
--- index probe instead of scanning the stream.
-CREATE TABLE {{.schema}}.streams (
-    stream_id  text        PRIMARY KEY,
-    version    bigint      NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-
 -- Handled commands, written in the same transaction as their events.
 CREATE TABLE {{.schema}}.commands (
     command_id    text        PRIMARY KEY,
@@ -96,7 +88,8 @@ BEGIN
         END IF;
     END IF;
 
-    SELECT s.version INTO v_current FROM {{.schema}}.streams s WHERE s.stream_id = p_stream;
+    -- One backward probe of the primary key: no per-stream row to update.
+    SELECT max(e.version) INTO v_current FROM {{.schema}}.events e WHERE e.stream_id = p_stream;
     v_current := coalesce(v_current, 0);
     IF NOT (p_expected_kind = 0
             OR (p_expected_kind = 1 AND v_current = 0)
@@ -116,9 +109,6 @@ BEGIN
             RETURNING seq
         )
         SELECT max(inserted.seq) INTO v_seq FROM inserted;
-
-        INSERT INTO {{.schema}}.streams AS s (stream_id, version) VALUES (p_stream, v_current + v_count)
-        ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, updated_at = now();
     END IF;
 
     IF p_command_id IS NOT NULL THEN
