@@ -227,7 +227,9 @@ func (d *Dispatcher) handle(ctx context.Context, env Envelope) (Result, error) {
 		CommandID:     env.ID,
 		CommandType:   name,
 		CorrelationID: env.CorrelationID,
+		CausedBy:      env.CausationID,
 		PayloadHash:   hash,
+		Metadata:      env.Metadata,
 	})
 	ar, err := reg.call(ctx, env.Payload)
 	if err != nil {

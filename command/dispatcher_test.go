@@ -462,16 +462,19 @@ func TestCorrelationAndCausationPropagate(t *testing.T) {
 	})
 	ctx := context.Background()
 
-	_, err := d.Dispatch(ctx, command.Envelope{ID: "cmd-42", CorrelationID: "req-7", Payload: PlaceOrder{OrderID: "1"}})
+	_, err := d.Dispatch(ctx, command.Envelope{ID: "cmd-42", CorrelationID: "req-7", CausationID: "evt-9",
+		Metadata: map[string]string{"tenant": "acme"}, Payload: PlaceOrder{OrderID: "1"}})
 	require.NoError(t, err)
 	hash, err := command.PayloadHash(PlaceOrder{OrderID: "1"})
 	require.NoError(t, err)
-	require.Equal(t, eventstore.Causation{CommandID: "cmd-42", CommandType: "PlaceOrder", CorrelationID: "req-7", PayloadHash: hash}, causation)
+	require.Equal(t, eventstore.Causation{CommandID: "cmd-42", CommandType: "PlaceOrder", CorrelationID: "req-7",
+		CausedBy: "evt-9", PayloadHash: hash, Metadata: map[string]string{"tenant": "acme"}}, causation)
 
 	evs, err := store.ReadStream(ctx, "order-1", eventstore.ReadStreamOptions{})
 	require.NoError(t, err)
 	require.Len(t, evs, 2)
 	for _, e := range evs {
+		require.Equal(t, map[string]string{"tenant": "acme", "caused_by": "evt-9"}, e.Metadata.Extra)
 		require.Equal(t, "req-7", e.Metadata.CorrelationID)
 		require.Equal(t, "cmd-42", e.Metadata.CausationID)
 		require.Equal(t, "cmd-42", e.Metadata.CommandID)

@@ -93,15 +93,20 @@ func asInterface[I any](v any) (I, bool) {
 	return p.Interface().(I), true
 }
 
-// PayloadHash returns the SHA-256 of the JSON encoding of payload: what the
-// store keeps with a command record to recognise a reused ID.
+// PayloadHash returns the SHA-256 of the command's type name and the JSON
+// encoding of its payload: what the store keeps with a command record to
+// recognise a reused ID. The name is part of it so that two command types
+// with byte-identical payloads under one ID are told apart by the store too.
 func PayloadHash(payload any) ([]byte, error) {
 	b, err := json.Marshal(payload)
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(b)
-	return sum[:], nil
+	h := sha256.New()
+	h.Write([]byte(TypeName(payload)))
+	h.Write([]byte{0})
+	h.Write(b)
+	return h.Sum(nil), nil
 }
 
 type envelopeKey struct{}

@@ -10,7 +10,13 @@ type Causation struct {
 	CommandID     string
 	CommandType   string
 	CorrelationID string
-	PayloadHash   []byte
+	// CausedBy is the ID of what caused the command itself (an event, for a
+	// command sent by a saga), kept in the events' metadata as "caused_by".
+	CausedBy    string
+	PayloadHash []byte
+	// Metadata is the command's free-form metadata, copied into every
+	// event's Metadata.Extra (keys the event already has win).
+	Metadata map[string]string
 }
 
 type causationKey struct{}
@@ -40,6 +46,19 @@ func (c Causation) Stamp(events []Event) []AppendOption {
 		}
 		if m.CommandID == "" {
 			m.CommandID = c.CommandID
+		}
+		if len(c.Metadata) > 0 || c.CausedBy != "" {
+			extra := make(map[string]string, len(c.Metadata)+len(m.Extra)+1)
+			for k, v := range c.Metadata {
+				extra[k] = v
+			}
+			if c.CausedBy != "" {
+				extra["caused_by"] = c.CausedBy
+			}
+			for k, v := range m.Extra {
+				extra[k] = v
+			}
+			m.Extra = extra
 		}
 	}
 	if c.CommandID == "" {
