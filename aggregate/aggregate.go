@@ -73,6 +73,7 @@ type Base struct {
 	stale   bool
 }
 
+//lint:ignore U1000 called through the Aggregate interface, which staticcheck does not follow here
 func (b *Base) base() *Base { return b }
 
 // ID returns the aggregate's ID: its stream ID without the category.

@@ -59,9 +59,11 @@ type RecordedEvent struct {
 	RecordedAt    time.Time // UTC
 }
 
-// AppendResult describes a completed append. Version is the stream's version
-// after the append and Position the position of its last event (the zero
-// Position when nothing was appended). Duplicate reports that the append (or
+// AppendResult describes a completed append. FirstVersion..Version is the
+// range of versions written (for an append of no events FirstVersion is
+// Version+1: an empty range); Version is the stream's version after the
+// append and Position the position of its last event (the zero Position when
+// nothing was appended). Duplicate reports that the append (or
 // the command it carried) had already been applied and that this result is
 // the original one: nothing new was written.
 type AppendResult struct {
@@ -190,7 +192,8 @@ type CommandLog interface {
 
 // Snapshot is an aggregate's serialised state at a stream version. Type and
 // SchemaVersion describe Data so that a loader can ignore a snapshot taken
-// by an older shape of the aggregate.
+// by an older shape of the aggregate. TakenAt is set by the store when it
+// saves the snapshot (the PostgreSQL store uses the server's clock).
 type Snapshot struct {
 	StreamID      string
 	Version       int64

@@ -97,17 +97,21 @@ func (s *Store) Append(ctx context.Context, streamID string, expected eventstore
 	}
 	var (
 		status               string
+		stream               *string
 		current, first, last *int64
 		posTx                *uint64
 		posSeq               *int64
 	)
-	err = s.pool.QueryRow(ctx, s.q.append, args...).Scan(&status, &current, &first, &last, &posTx, &posSeq)
+	err = s.pool.QueryRow(ctx, s.q.append, args...).Scan(&status, &stream, &current, &first, &last, &posTx, &posSeq)
 	if err != nil {
 		return s.appendFailed(ctx, streamID, events, o.Command, err)
 	}
 	res := eventstore.AppendResult{StreamID: streamID}
 	switch status {
+	case "exists":
+		return s.existingAppend(ctx, streamID, events)
 	case "ok", "duplicate":
+		res.StreamID = *stream // a replayed command's own stream
 		res.FirstVersion, res.Version = *first, *last
 		res.Position = eventstore.Position{Tx: *posTx, Seq: uint64(*posSeq)}
 		res.Duplicate = status == "duplicate"
@@ -366,13 +370,17 @@ func scanEvents(rows pgx.Rows) ([]eventstore.RecordedEvent, error) {
 		var e eventstore.RecordedEvent
 		var seq int64
 		var data, meta []byte
-		if err := rows.Scan(&e.ID, &e.StreamID, &e.Version, &e.Position.Tx, &seq, &e.Type, &e.SchemaVersion, &data, &meta, &e.RecordedAt); err != nil {
+		// Scanning into the array, not uuid.UUID, keeps pgx on its binary
+		// path instead of uuid's sql.Scanner text parsing.
+		if err := rows.Scan((*[16]byte)(&e.ID), &e.StreamID, &e.Version, &e.Position.Tx, &seq, &e.Type, &e.SchemaVersion, &data, &meta, &e.RecordedAt); err != nil {
 			return nil, err
 		}
 		e.Position.Seq = uint64(seq)
 		e.Data = json.RawMessage(data)
-		if err := json.Unmarshal(meta, &e.Metadata); err != nil {
-			return nil, fmt.Errorf("decoding metadata of event %s: %w", e.ID, err)
+		if string(meta) != "{}" {
+			if err := json.Unmarshal(meta, &e.Metadata); err != nil {
+				return nil, fmt.Errorf("decoding metadata of event %s: %w", e.ID, err)
+			}
 		}
 		e.RecordedAt = e.RecordedAt.UTC()
 		out = append(out, e)

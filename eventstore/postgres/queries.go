@@ -36,7 +36,7 @@ func newQueries(schema string) queries {
 	r := strings.NewReplacer("{s}", schema, "{cols}", eventColumns, "{horizon}", horizon)
 	return queries{
 		schema: schema,
-		append: r.Replace(`SELECT status, current_version, first_version, last_version, pos_tx, pos_seq
+		append: r.Replace(`SELECT status, stream_id, current_version, first_version, last_version, pos_tx, pos_seq
 			FROM {s}.append($1, $2, $3, $4, $5, $6, $7::jsonb[], $8::jsonb[], $9, $10, $11)`),
 		existing: r.Replace(`SELECT count(*) FILTER (WHERE stream_id = $2), count(*),
 			min(version) FILTER (WHERE stream_id = $2), max(version) FILTER (WHERE stream_id = $2),

@@ -208,14 +208,6 @@ func ids(events []eventstore.RecordedEvent) []uuid.UUID {
 	return out
 }
 
-func eventIDs(events []eventstore.Event) []uuid.UUID {
-	out := make([]uuid.UUID, len(events))
-	for i, e := range events {
-		out[i] = e.ID
-	}
-	return out
-}
-
 func versions(events []eventstore.RecordedEvent) []int64 {
 	out := make([]int64, len(events))
 	for i, e := range events {

@@ -61,7 +61,7 @@ CREATE FUNCTION {{.schema}}.append(
     p_command_id    text,
     p_command_type  text,
     p_payload_hash  bytea
-) RETURNS TABLE (status text, current_version bigint, first_version bigint, last_version bigint, pos_tx xid8, pos_seq bigint)
+) RETURNS TABLE (status text, stream_id text, current_version bigint, first_version bigint, last_version bigint, pos_tx xid8, pos_seq bigint)
 LANGUAGE plpgsql AS $fn$
 DECLARE
     v_current bigint;
@@ -80,9 +80,9 @@ BEGIN
         SELECT * INTO v_cmd FROM {{.schema}}.commands c WHERE c.command_id = p_command_id;
         IF FOUND THEN
             IF v_cmd.payload_hash IS DISTINCT FROM p_payload_hash THEN
-                RETURN QUERY SELECT 'key_reused'::text, NULL::bigint, NULL::bigint, NULL::bigint, NULL::xid8, NULL::bigint;
+                RETURN QUERY SELECT 'key_reused'::text, NULL::text, NULL::bigint, NULL::bigint, NULL::bigint, NULL::xid8, NULL::bigint;
             ELSE
-                RETURN QUERY SELECT 'duplicate'::text, v_cmd.last_version, v_cmd.first_version, v_cmd.last_version, v_cmd.pos_tx, v_cmd.pos_seq;
+                RETURN QUERY SELECT 'duplicate'::text, v_cmd.stream_id, v_cmd.last_version, v_cmd.first_version, v_cmd.last_version, v_cmd.pos_tx, v_cmd.pos_seq;
             END IF;
             RETURN;
         END IF;
@@ -95,7 +95,14 @@ BEGIN
             OR (p_expected_kind = 1 AND v_current = 0)
             OR (p_expected_kind = 2 AND v_current > 0)
             OR (p_expected_kind = 3 AND v_current = p_expected)) THEN
-        RETURN QUERY SELECT 'conflict'::text, v_current, NULL::bigint, NULL::bigint, NULL::xid8, NULL::bigint;
+        -- A retry of an append that already landed carries its original
+        -- expected version; answer it as a retry, not a conflict. Checked
+        -- only here, so the common path pays nothing for it.
+        IF v_count > 0 AND EXISTS (SELECT 1 FROM {{.schema}}.events e WHERE e.event_id = p_ids[1]) THEN
+            RETURN QUERY SELECT 'exists'::text, p_stream, v_current, NULL::bigint, NULL::bigint, NULL::xid8, NULL::bigint;
+        ELSE
+            RETURN QUERY SELECT 'conflict'::text, p_stream, v_current, NULL::bigint, NULL::bigint, NULL::xid8, NULL::bigint;
+        END IF;
         RETURN;
     END IF;
 
@@ -114,14 +121,14 @@ BEGIN
     IF p_command_id IS NOT NULL THEN
         INSERT INTO {{.schema}}.commands (command_id, command_type, payload_hash, stream_id, first_version, last_version, pos_tx, pos_seq)
         VALUES (p_command_id, p_command_type, p_payload_hash, p_stream,
-                CASE WHEN v_count > 0 THEN v_current + 1 ELSE v_current END, v_current + v_count,
+                v_current + 1, v_current + v_count,
                 CASE WHEN v_count > 0 THEN pg_current_xact_id() ELSE '0'::xid8 END, coalesce(v_seq, 0));
     END IF;
 
     IF v_count = 0 THEN
-        RETURN QUERY SELECT 'ok'::text, v_current, v_current, v_current, '0'::xid8, 0::bigint;
+        RETURN QUERY SELECT 'ok'::text, p_stream, v_current, v_current + 1, v_current, '0'::xid8, 0::bigint;
     ELSE
-        RETURN QUERY SELECT 'ok'::text, v_current + v_count, v_current + 1, v_current + v_count, pg_current_xact_id(), v_seq;
+        RETURN QUERY SELECT 'ok'::text, p_stream, v_current + v_count, v_current + 1, v_current + v_count, pg_current_xact_id(), v_seq;
     END IF;
 END
 $fn$;

@@ -1,0 +1,88 @@
+package command_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/cairn-es/cairn/aggregate"
+	"github.com/cairn-es/cairn/command"
+	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/eventstore/postgres"
+	"github.com/cairn-es/cairn/internal/pgtest"
+)
+
+type OpenTab struct {
+	TabID string `json:"tab_id"`
+	Table int    `json:"table"`
+}
+
+type TabOpened struct {
+	Table int `json:"table"`
+}
+
+type tab struct {
+	aggregate.Base
+	Open bool `json:"open"`
+}
+
+func (t *tab) Apply(e any) {
+	if _, ok := e.(TabOpened); ok {
+		t.Open = true
+	}
+}
+
+// BenchmarkDispatch measures a command end to end (dispatch, middleware,
+// idempotency look-up, aggregate load of a new stream, append with the
+// command record) against a raw pgx INSERT of one event row in the same run.
+func BenchmarkDispatch(b *testing.B) {
+	ctx := context.Background()
+	pool := pgtest.Pool(b, 4)
+	schema := pgtest.Schema(b, pool)
+	store, err := postgres.New(pool, postgres.Config{Schema: schema})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(store.Close)
+	reg := eventstore.NewRegistry()
+	eventstore.MustRegister[TabOpened](reg, "TabOpened")
+	tabs := aggregate.NewRepository(store, reg, "tab", func() *tab { return &tab{} })
+	d := command.NewDispatcher(store, command.WithLogger(slog.New(slog.DiscardHandler)))
+	command.MustRegister(d, func(ctx context.Context, cmd OpenTab) (eventstore.AppendResult, error) {
+		t, err := tabs.Load(ctx, cmd.TabID)
+		if errors.Is(err, aggregate.ErrNotFound) {
+			t, err = tabs.New(cmd.TabID), nil
+		}
+		if err != nil {
+			return eventstore.AppendResult{}, err
+		}
+		aggregate.Record(t, TabOpened{Table: cmd.Table})
+		return tabs.Save(ctx, t)
+	})
+
+	b.Run("dispatch", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := d.Dispatch(ctx, OpenTab{TabID: uuid.NewString(), Table: 7}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "commands/s")
+	})
+	b.Run("raw-insert", func(b *testing.B) {
+		sql := fmt.Sprintf(`INSERT INTO %s.events (event_id, stream_id, version, type, schema_version, data, metadata)
+			VALUES ($1, $2, 1, 'TabOpened', 1, $3, '{}')`, schema)
+		data, _ := json.Marshal(TabOpened{Table: 7})
+		for b.Loop() {
+			id, _ := uuid.NewV7()
+			if _, err := pool.Exec(ctx, sql, id, "raw-"+id.String(), string(data)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	})
+}
