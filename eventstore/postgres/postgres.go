@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -270,6 +271,26 @@ func (s *Store) ReadLog(ctx context.Context, after eventstore.Position, opts eve
 	}
 	return events, nil
 }
+
+// CountLog counts the events after a position that a reader could be given
+// now, filtered like ReadLog, stopping at opts.Limit (no limit when zero):
+// the backlog a subscriber has left.
+func (s *Store) CountLog(ctx context.Context, after eventstore.Position, opts eventstore.ReadLogOptions) (int64, error) {
+	limit := opts.Limit
+	if limit <= 0 {
+		limit = math.MaxInt32
+	}
+	sql, args := s.q.logCount(after, opts.Types, opts.Categories, limit)
+	var n int64
+	if err := s.pool.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("postgres: counting the log: %w", err)
+	}
+	return n, nil
+}
+
+// Pool returns the pool the store works on, for code that keeps its own
+// tables beside the log (projections, sagas).
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // Head implements eventstore.LogReader.
 func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {

@@ -11,8 +11,8 @@ import (
 // anywhere in the cluster. Every transaction with a smaller ID has ended, so
 // no row can still appear below the horizon, and an event read once is never
 // later preceded by one that was not. This guard is part of every scan of
-// the log by position: logScan and head are built from it, and nothing else
-// reads the log in position order.
+// the log by position: positionScan and head are built from it, and nothing
+// else reads the log in position order.
 const horizon = "tx < pg_snapshot_xmin(pg_current_snapshot())"
 
 const eventColumns = "event_id, stream_id, version, tx, seq, type, schema_version, data, metadata, recorded_at"
@@ -65,9 +65,21 @@ func newQueries(schema string) queries {
 
 // logScan builds a read of the log after a position, with optional filters.
 func (q queries) logScan(after eventstore.Position, types, categories []string, limit int) (string, []any) {
+	return q.positionScan(eventColumns, after, types, categories, limit)
+}
+
+// logCount builds a count of the events after a position, at most limit.
+func (q queries) logCount(after eventstore.Position, types, categories []string, limit int) (string, []any) {
+	sql, args := q.positionScan("1", after, types, categories, limit)
+	return "SELECT count(*) FROM (" + sql + ") AS pending", args
+}
+
+// positionScan is the one builder of reads of the log by position; every
+// such read goes through it, so none can drop the horizon guard.
+func (q queries) positionScan(columns string, after eventstore.Position, types, categories []string, limit int) (string, []any) {
 	var b strings.Builder
 	args := []any{after.Tx, int64(after.Seq)}
-	fmt.Fprintf(&b, "SELECT %s FROM %s.events WHERE (tx, seq) > ($1::xid8, $2::bigint) AND %s", eventColumns, q.schema, horizon)
+	fmt.Fprintf(&b, "SELECT %s FROM %s.events WHERE (tx, seq) > ($1::xid8, $2::bigint) AND %s", columns, q.schema, horizon)
 	if len(types) > 0 {
 		args = append(args, types)
 		fmt.Fprintf(&b, " AND type = ANY($%d)", len(args))

@@ -7,7 +7,8 @@ package pgtest
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
+	"encoding/binary"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -54,13 +55,19 @@ func Pool(t testing.TB, maxConns int32) *pgxpool.Pool {
 	return pool
 }
 
+// Suffix returns a random number for names that must not collide between
+// concurrent tests.
+func Suffix() uint64 {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return binary.BigEndian.Uint64(append([]byte{0, 0}, b[:]...))
+}
+
 // Schema creates an empty schema with a unique name, migrated to the latest
 // version, and drops it when the test ends.
 func Schema(t testing.TB, pool *pgxpool.Pool) string {
 	t.Helper()
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "t_" + hex.EncodeToString(b[:])
+	schema := fmt.Sprintf("t_%x", Suffix())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pool.Acquire(ctx)

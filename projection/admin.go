@@ -1,0 +1,269 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cairn-es/cairn/eventstore"
+)
+
+// LagCap bounds the count of pending events in a status, so that status
+// stays cheap on a projection that is far behind.
+const LagCap = 1_000_000
+
+// Status is a projection's state as status output shows it; its JSON form
+// is stable for scripts.
+type Status struct {
+	Name       string              `json:"name"`
+	Registered bool                `json:"registered"`
+	Version    int                 `json:"version"`
+	State      State               `json:"state"`
+	Policy     string              `json:"policy,omitempty"`
+	Checkpoint eventstore.Position `json:"checkpoint"`
+	Head       eventstore.Position `json:"head"`
+	// Lag is the number of events of the projection's types between its
+	// checkpoint and the head (at most LagCap; LagCapped says it was cut).
+	Lag       int64 `json:"lag_events"`
+	LagCapped bool  `json:"lag_capped,omitempty"`
+	// SinceLastApplied is the time since the projection last applied an
+	// event (zero when it never has).
+	LastAppliedAt    *time.Time           `json:"last_applied_at,omitempty"`
+	SinceLastApplied float64              `json:"since_last_applied_seconds"`
+	EventsApplied    int64                `json:"events_applied"`
+	DeadLetters      int64                `json:"dead_letters"`
+	Error            string               `json:"error,omitempty"`
+	FailedEventID    *uuid.UUID           `json:"failed_event_id,omitempty"`
+	FailedPosition   *eventstore.Position `json:"failed_position,omitempty"`
+}
+
+// Status reports one projection, registered or only known to the database
+// (for a projection of another application, the lag counts every event).
+func (m *Manager) Status(ctx context.Context, name string) (Status, error) {
+	st := Status{Name: name}
+	var types []string
+	if r, err := m.lookup(name); err == nil {
+		st.Registered, st.Policy, types = true, r.policy.String(), r.p.EventTypes()
+	}
+	var errText *string
+	var failedTx *uint64
+	var failedSeq *int64
+	var updated time.Time
+	err := m.pool.QueryRow(ctx, m.q.control, name).Scan(&st.Version, &st.State, &errText, &st.FailedEventID, &failedTx, &failedSeq, &updated)
+	if errors.Is(err, pgx.ErrNoRows) {
+		if !st.Registered {
+			return st, fmt.Errorf("%w: %q", ErrUnknownProjection, name)
+		}
+		st.State = "new"
+	} else if err != nil {
+		return st, fmt.Errorf("projection %s: status: %w", name, err)
+	}
+	if errText != nil {
+		st.Error = *errText
+	}
+	if failedTx != nil && failedSeq != nil {
+		st.FailedPosition = &eventstore.Position{Tx: *failedTx, Seq: uint64(*failedSeq)}
+	}
+	cp, ok, err := readCheckpoint(ctx, m.pool, name, false)
+	if err != nil {
+		return st, fmt.Errorf("projection %s: status: %w", name, err)
+	}
+	if ok {
+		st.Checkpoint, st.EventsApplied, st.LastAppliedAt = cp.Position, cp.EventsApplied, cp.LastAppliedAt
+		if cp.LastAppliedAt != nil {
+			st.SinceLastApplied = time.Since(*cp.LastAppliedAt).Seconds()
+		}
+	}
+	if st.Head, err = m.store.Head(ctx); err != nil {
+		return st, err
+	}
+	if st.Lag, err = m.store.CountLog(ctx, st.Checkpoint, eventstore.ReadLogOptions{Types: types, Limit: LagCap}); err != nil {
+		return st, err
+	}
+	st.LagCapped = st.Lag >= LagCap
+	if err := m.pool.QueryRow(ctx, m.q.countDeadLetters, name).Scan(&st.DeadLetters); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+// StatusAll reports every registered projection and every projection the
+// database knows, sorted by name.
+func (m *Manager) StatusAll(ctx context.Context) ([]Status, error) {
+	names := m.Names()
+	rows, err := m.pool.Query(ctx, "SELECT name FROM "+m.schema+".projections")
+	if err != nil {
+		return nil, err
+	}
+	known, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range known {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	out := make([]Status, 0, len(names))
+	for _, n := range names {
+		st, err := m.Status(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// Pause stops the projection from applying events (in whichever process
+// runs it) until Resume.
+func (m *Manager) Pause(ctx context.Context, name string) error {
+	return m.setState(ctx, name, Paused)
+}
+
+// Resume lets a paused or failed projection run again; a failed one starts
+// by retrying the event it failed on.
+func (m *Manager) Resume(ctx context.Context, name string) error {
+	return m.setState(ctx, name, Running)
+}
+
+func (m *Manager) setState(ctx context.Context, name string, state State) error {
+	tag, err := m.pool.Exec(ctx, m.q.setState, name, state)
+	if err != nil {
+		return fmt.Errorf("projection %s: %w", name, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%w: %q", ErrUnknownProjection, name)
+	}
+	return nil
+}
+
+// Reset empties the projection's live model and its dead letters and sets
+// its checkpoint to the start, in one transaction; the runner then replays
+// the log into it. Use Rebuild to replace a model without emptying it first.
+func (m *Manager) Reset(ctx context.Context, name string) error {
+	r, err := m.lookup(name)
+	if err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		if err := writeLock(ctx, tx, m.schema, name); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, m.q.ensure, name, r.p.Version()); err != nil {
+			return err
+		}
+		if err := createModel(ctx, tx, name, r.p); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM "+m.schema+".dead_letters WHERE projection = $1", name); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, m.q.setVersion, name, r.p.Version()); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, m.q.setState, name, Running); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", m.channel, name)
+		return err
+	})
+}
+
+// DeadLetter is an event a projection gave up on.
+type DeadLetter struct {
+	ID            int64               `json:"id"`
+	Projection    string              `json:"projection"`
+	EventID       uuid.UUID           `json:"event_id"`
+	StreamID      string              `json:"stream_id"`
+	StreamVersion int64               `json:"stream_version"`
+	Position      eventstore.Position `json:"position"`
+	EventType     string              `json:"event_type"`
+	Error         string              `json:"error"`
+	Attempts      int                 `json:"attempts"`
+	FirstFailedAt time.Time           `json:"first_failed_at"`
+	LastFailedAt  time.Time           `json:"last_failed_at"`
+}
+
+func scanDeadLetter(row pgx.CollectableRow) (DeadLetter, error) {
+	var d DeadLetter
+	var seq int64
+	err := row.Scan(&d.ID, &d.Projection, &d.EventID, &d.StreamID, &d.StreamVersion, &d.Position.Tx, &seq, &d.EventType, &d.Error, &d.Attempts, &d.FirstFailedAt, &d.LastFailedAt)
+	d.Position.Seq = uint64(seq)
+	return d, err
+}
+
+// DeadLetters lists a projection's dead letters in log order.
+func (m *Manager) DeadLetters(ctx context.Context, name string) ([]DeadLetter, error) {
+	rows, err := m.pool.Query(ctx, m.q.deadLetters, name)
+	if err != nil {
+		return nil, fmt.Errorf("projection %s: dead letters: %w", name, err)
+	}
+	return pgx.CollectRows(rows, scanDeadLetter)
+}
+
+// Retry re-applies dead letters to the live model, in log order: the given
+// IDs, or every dead letter of the projection when none are given. Each
+// success removes its dead letter in the same transaction; the first
+// failure stops the retry, is recorded on its dead letter, and is returned.
+// It returns how many were applied.
+func (m *Manager) Retry(ctx context.Context, name string, ids ...int64) (int, error) {
+	r, err := m.lookup(name)
+	if err != nil {
+		return 0, err
+	}
+	var letters []DeadLetter
+	if len(ids) == 0 {
+		if letters, err = m.DeadLetters(ctx, name); err != nil {
+			return 0, err
+		}
+	}
+	for _, id := range ids {
+		rows, err := m.pool.Query(ctx, m.q.deadLetterByID, name, id)
+		if err != nil {
+			return 0, err
+		}
+		d, err := pgx.CollectExactlyOneRow(rows, scanDeadLetter)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return 0, fmt.Errorf("%w: %s has no dead letter %d", ErrNotDeadLettered, name, id)
+		}
+		if err != nil {
+			return 0, err
+		}
+		letters = append(letters, d)
+	}
+	slices.SortFunc(letters, func(a, b DeadLetter) int { return a.Position.Compare(b.Position) })
+	for i, d := range letters {
+		events, err := m.store.ReadStream(ctx, d.StreamID, eventstore.ReadStreamOptions{From: d.StreamVersion, Limit: 1})
+		if err != nil {
+			return i, err
+		}
+		if len(events) != 1 || events[0].ID != d.EventID {
+			return i, fmt.Errorf("projection %s: dead letter %d: event %s is no longer in the log", name, d.ID, d.EventID)
+		}
+		err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+			if err := writeLock(ctx, tx, m.schema, name); err != nil {
+				return err
+			}
+			if err := useSchema(ctx, tx, name); err != nil {
+				return err
+			}
+			if err := applyEvents(ctx, tx, r.p, events); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, m.q.deleteDeadLetter, d.ID)
+			return err
+		})
+		if err != nil {
+			_, _ = m.pool.Exec(ctx, m.q.touchDeadLetter, d.ID, err.Error())
+			return i, &ApplyError{Projection: name, Event: events[0], Attempts: d.Attempts + 1, Err: err}
+		}
+	}
+	return len(letters), nil
+}

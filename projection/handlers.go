@@ -1,0 +1,70 @@
+package projection
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cairn-es/cairn/eventstore"
+)
+
+// Handlers routes events to typed handler functions, decoding them through
+// an event registry (so upcasters apply and a projector only sees current
+// types). Embed it in a projector to get EventTypes and Apply:
+//
+//	type OrderSummary struct{ *projection.Handlers }
+//	h := projection.NewHandlers(registry)
+//	projection.On(h, func(ctx context.Context, tx pgx.Tx, e OrderPlaced, rec eventstore.RecordedEvent) error { ... })
+type Handlers struct {
+	registry *eventstore.Registry
+	byType   map[string]func(ctx context.Context, tx pgx.Tx, event any, rec eventstore.RecordedEvent) error
+}
+
+// NewHandlers returns an empty set of handlers decoding with registry.
+func NewHandlers(registry *eventstore.Registry) *Handlers {
+	return &Handlers{registry: registry, byType: map[string]func(context.Context, pgx.Tx, any, eventstore.RecordedEvent) error{}}
+}
+
+// On registers the handler of event type E, which must be registered in the
+// registry. It panics otherwise, or when E already has a handler: both are
+// start-up mistakes.
+func On[E any](h *Handlers, fn func(ctx context.Context, tx pgx.Tx, event E, rec eventstore.RecordedEvent) error) {
+	name, ok := eventstore.TypeNameOf[E](h.registry)
+	if !ok {
+		var zero E
+		panic(fmt.Sprintf("projection: %T is not registered in the event registry", zero))
+	}
+	if _, dup := h.byType[name]; dup {
+		panic(fmt.Sprintf("projection: event type %s already has a handler", name))
+	}
+	h.byType[name] = func(ctx context.Context, tx pgx.Tx, event any, rec eventstore.RecordedEvent) error {
+		return fn(ctx, tx, event.(E), rec)
+	}
+}
+
+// EventTypes returns the handled type names, sorted.
+func (h *Handlers) EventTypes() []string {
+	names := make([]string, 0, len(h.byType))
+	for n := range h.byType {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Apply decodes rec and calls its handler. An event without a handler is an
+// error wrapping ErrUnhandledEvent; one that does not decode returns the
+// registry's typed error.
+func (h *Handlers) Apply(ctx context.Context, tx pgx.Tx, rec eventstore.RecordedEvent) error {
+	fn, ok := h.byType[rec.Type]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrUnhandledEvent, rec.Type)
+	}
+	event, err := h.registry.Decode(rec)
+	if err != nil {
+		return err
+	}
+	return fn(ctx, tx, event, rec)
+}

@@ -1,0 +1,110 @@
+package projection_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/eventstore/postgres"
+	"github.com/cairn-es/cairn/internal/pgtest"
+	"github.com/cairn-es/cairn/projection"
+)
+
+var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// totals is a test read model: one row per stream with the sum of its
+// events' amounts and a count.
+type totals struct {
+	name    string
+	version int
+	fail    func(e eventstore.RecordedEvent) error // optional: inject failures
+}
+
+func (p *totals) Name() string         { return p.name }
+func (p *totals) Version() int         { return p.version }
+func (p *totals) EventTypes() []string { return []string{"Added"} }
+func (p *totals) Setup(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `CREATE TABLE totals (stream_id text PRIMARY KEY, total bigint NOT NULL, events int NOT NULL)`)
+	return err
+}
+func (p *totals) Apply(ctx context.Context, tx pgx.Tx, e eventstore.RecordedEvent) error {
+	if p.fail != nil {
+		if err := p.fail(e); err != nil {
+			return err
+		}
+	}
+	var d struct{ Amount int64 }
+	if err := json.Unmarshal(e.Data, &d); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO totals (stream_id, total, events) VALUES ($1, $2, 1)
+		ON CONFLICT (stream_id) DO UPDATE SET total = totals.total + excluded.total, events = totals.events + 1`, e.StreamID, d.Amount)
+	return err
+}
+
+type env struct {
+	store *postgres.Store
+	mgr   *projection.Manager
+}
+
+func newEnv(t *testing.T, cfg projection.Config) env {
+	t.Helper()
+	pool := pgtest.Pool(t, 20)
+	store, err := postgres.New(pool, postgres.Config{Schema: pgtest.Schema(t, pool), Logger: quietLog})
+	require.NoError(t, err)
+	t.Cleanup(store.Close)
+	if cfg.Logger == nil {
+		cfg.Logger = quietLog
+	}
+	mgr := projection.NewManager(store, cfg)
+	t.Cleanup(mgr.Close)
+	t.Cleanup(func() { dropModels(t, store) })
+	return env{store: store, mgr: mgr}
+}
+
+// dropModels removes the read-model schemas the test's projections made
+// (they live outside the store's schema).
+func dropModels(t *testing.T, store *postgres.Store) {
+	ctx := context.Background()
+	rows, err := store.Pool().Query(ctx, "SELECT name FROM "+store.Schema()+".projections")
+	if err != nil {
+		return
+	}
+	names, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+	for _, n := range names {
+		for _, s := range []string{n, n + "__shadow", n + "__old"} {
+			_, _ = store.Pool().Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{s}.Sanitize()+" CASCADE")
+		}
+	}
+}
+
+func added(amount int) eventstore.Event {
+	return eventstore.Event{Type: "Added", Data: []byte(fmt.Sprintf(`{"amount":%d}`, amount))}
+}
+
+// uniqueName gives each test's projection a schema name of its own.
+func uniqueName(t *testing.T, base string) string {
+	return fmt.Sprintf("%s_%x", base, pgtest.Suffix())
+}
+
+func modelRows(t *testing.T, store *postgres.Store, schema string) map[string][2]int64 {
+	t.Helper()
+	rows, err := store.Pool().Query(context.Background(), "SELECT stream_id, total, events FROM "+pgx.Identifier{schema, "totals"}.Sanitize())
+	require.NoError(t, err)
+	out := map[string][2]int64{}
+	for rows.Next() {
+		var id string
+		var total, n int64
+		require.NoError(t, rows.Scan(&id, &total, &n))
+		out[id] = [2]int64{total, n}
+	}
+	require.NoError(t, rows.Err())
+	return out
+}

@@ -1,0 +1,220 @@
+package projection
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/eventstore/postgres"
+)
+
+// Config tunes a Manager. The zero value is usable.
+type Config struct {
+	// BatchSize bounds the events read and applied per transaction
+	// (default 500).
+	BatchSize int
+	// Retry bounds the attempts at a failing event before its policy applies.
+	Retry RetryPolicy
+	// Policy is the failure policy of projections registered without one
+	// (default PolicyStop).
+	Policy Policy
+	// LeaderRetry is how often a standby runner tries to take over a
+	// projection (default 1s): the takeover time when the holder dies.
+	LeaderRetry time.Duration
+	// Logger receives the daemon's progress and failures (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// RetryPolicy is exponential backoff with full jitter: before attempt n+1
+// the runner waits a random time up to min(MaxDelay, BaseDelay·2ⁿ⁻¹).
+type RetryPolicy struct {
+	MaxAttempts int           // default 5
+	BaseDelay   time.Duration // default 50ms
+	MaxDelay    time.Duration // default 5s
+}
+
+func (r RetryPolicy) delay(attempt int) time.Duration {
+	d := r.BaseDelay << min(attempt-1, 30)
+	if d <= 0 || d > r.MaxDelay {
+		d = r.MaxDelay
+	}
+	return rand.N(d) + 1
+}
+
+// Option adjusts one registration.
+type Option func(*registered)
+
+// WithPolicy sets the failure policy of one projection.
+func WithPolicy(p Policy) Option { return func(r *registered) { r.policy = p } }
+
+type registered struct {
+	p      Projector
+	policy Policy
+}
+
+// Manager runs and administers projections over a PostgreSQL event store:
+// Run is the projection daemon; the other methods are what the CLI calls.
+type Manager struct {
+	store   *postgres.Store
+	pool    *pgxpool.Pool
+	schema  string
+	channel string
+	cfg     Config
+	log     *slog.Logger
+	q       controlQueries
+
+	mu          sync.Mutex
+	projections map[string]*registered
+
+	waiters waitHub
+}
+
+// NewManager returns a manager for projections of store's log. Control
+// tables live in the store's schema (see migrations).
+func NewManager(store *postgres.Store, cfg Config) *Manager {
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = eventstore.DefaultBatchSize
+	}
+	cfg.BatchSize = min(cfg.BatchSize, eventstore.MaxBatchSize)
+	if cfg.Retry.MaxAttempts <= 0 {
+		cfg.Retry.MaxAttempts = 5
+	}
+	if cfg.Retry.BaseDelay <= 0 {
+		cfg.Retry.BaseDelay = 50 * time.Millisecond
+	}
+	if cfg.Retry.MaxDelay <= 0 {
+		cfg.Retry.MaxDelay = 5 * time.Second
+	}
+	if cfg.LeaderRetry <= 0 {
+		cfg.LeaderRetry = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	m := &Manager{
+		store:       store,
+		pool:        store.Pool(),
+		schema:      store.Schema(),
+		channel:     "cairn_checkpoints_" + store.Schema(),
+		cfg:         cfg,
+		log:         cfg.Logger,
+		q:           newControlQueries(store.Schema()),
+		projections: map[string]*registered{},
+	}
+	m.waiters.m = m
+	m.waiters.ctx, m.waiters.cancel = context.WithCancel(context.Background())
+	return m
+}
+
+// Close releases the manager's listener connection. It does not close the
+// store.
+func (m *Manager) Close() {
+	m.waiters.cancel()
+	m.waiters.wg.Wait()
+}
+
+// Register adds a projector. Names must be valid and unique.
+func (m *Manager) Register(p Projector, opts ...Option) error {
+	if err := ValidateName(p.Name()); err != nil {
+		return err
+	}
+	if p.Version() < 1 {
+		return fmt.Errorf("%w: projection %s has version %d, want 1 or more", ErrInvalidName, p.Name(), p.Version())
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, dup := m.projections[p.Name()]; dup {
+		return fmt.Errorf("%w: %s", ErrDuplicateProjection, p.Name())
+	}
+	r := &registered{p: p, policy: m.cfg.Policy}
+	for _, o := range opts {
+		o(r)
+	}
+	m.projections[p.Name()] = r
+	return nil
+}
+
+// MustRegister is Register for start-up code: it panics on error.
+func (m *Manager) MustRegister(p Projector, opts ...Option) {
+	if err := m.Register(p, opts...); err != nil {
+		panic(err)
+	}
+}
+
+// Names returns the registered projection names, sorted.
+func (m *Manager) Names() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	names := make([]string, 0, len(m.projections))
+	for n := range m.projections {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Projector returns the projector registered under name.
+func (m *Manager) Projector(name string) (Projector, error) {
+	r, err := m.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	return r.p, nil
+}
+
+func (m *Manager) lookup(name string) (*registered, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.projections[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownProjection, name)
+	}
+	return r, nil
+}
+
+// controlQueries is the SQL over the control tables of one store schema.
+type controlQueries struct {
+	ensure, state, setState, fail, setVersion, deadLetter, deadLetters, deadLetterByID, deleteDeadLetter, touchDeadLetter, countDeadLetters, control string
+}
+
+func newControlQueries(schema string) controlQueries {
+	r := strings.NewReplacer("{s}", schema)
+	return controlQueries{
+		ensure:     r.Replace(`INSERT INTO {s}.projections (name, version) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`),
+		state:      r.Replace(`SELECT state FROM {s}.projections WHERE name = $1`),
+		setState:   r.Replace(`UPDATE {s}.projections SET state = $2, updated_at = now(), error = CASE WHEN $2 = 'failed' THEN error END, failed_event_id = CASE WHEN $2 = 'failed' THEN failed_event_id END, failed_pos_tx = CASE WHEN $2 = 'failed' THEN failed_pos_tx END, failed_pos_seq = CASE WHEN $2 = 'failed' THEN failed_pos_seq END WHERE name = $1`),
+		fail:       r.Replace(`UPDATE {s}.projections SET state = 'failed', error = $2, failed_event_id = $3, failed_pos_tx = $4, failed_pos_seq = $5, updated_at = now() WHERE name = $1`),
+		setVersion: r.Replace(`UPDATE {s}.projections SET version = $2, updated_at = now() WHERE name = $1`),
+		deadLetter: r.Replace(`INSERT INTO {s}.dead_letters (projection, event_id, stream_id, stream_version, pos_tx, pos_seq, event_type, error, attempts, first_failed_at, last_failed_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
+			ON CONFLICT (projection, event_id) DO UPDATE SET error = excluded.error, attempts = {s}.dead_letters.attempts + excluded.attempts, last_failed_at = now()`),
+		deadLetters: r.Replace(`SELECT id, projection, event_id, stream_id, stream_version, pos_tx, pos_seq, event_type, error, attempts, first_failed_at, last_failed_at
+			FROM {s}.dead_letters WHERE projection = $1 ORDER BY pos_tx, pos_seq`),
+		deadLetterByID: r.Replace(`SELECT id, projection, event_id, stream_id, stream_version, pos_tx, pos_seq, event_type, error, attempts, first_failed_at, last_failed_at
+			FROM {s}.dead_letters WHERE projection = $1 AND id = $2`),
+		deleteDeadLetter: r.Replace(`DELETE FROM {s}.dead_letters WHERE id = $1`),
+		touchDeadLetter:  r.Replace(`UPDATE {s}.dead_letters SET error = $2, attempts = attempts + 1, last_failed_at = now() WHERE id = $1`),
+		countDeadLetters: r.Replace(`SELECT count(*) FROM {s}.dead_letters WHERE projection = $1`),
+		control:          r.Replace(`SELECT version, state, error, failed_event_id, failed_pos_tx, failed_pos_seq, updated_at FROM {s}.projections WHERE name = $1`),
+	}
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,194 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/cairn-es/cairn/eventstore"
+)
+
+// A read model's schema holds the projector's tables and this one-row table.
+const checkpointTable = "cairn_checkpoint"
+
+func shadowSchema(name string) string { return name + "__shadow" }
+func oldSchema(name string) string    { return name + "__old" }
+
+// checkpoint is a model's progress, stored in its own schema.
+type checkpoint struct {
+	Position      eventstore.Position
+	Version       int
+	EventsApplied int64
+	LastAppliedAt *time.Time
+	LastEventAt   *time.Time
+}
+
+// querier is what both pgx.Tx and *pgx.Conn offer.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+func quote(schema string) string { return pgx.Identifier{schema}.Sanitize() }
+
+// useSchema points the transaction's unqualified names at schema.
+func useSchema(ctx context.Context, tx pgx.Tx, schema string) error {
+	_, err := tx.Exec(ctx, "SET LOCAL search_path TO "+quote(schema)+", public")
+	return err
+}
+
+// createModel (re)creates schema empty, with its checkpoint at the start of
+// the log and the projector's tables, in tx.
+func createModel(ctx context.Context, tx pgx.Tx, schema string, p Projector) error {
+	q := quote(schema)
+	if _, err := tx.Exec(ctx, "DROP SCHEMA IF EXISTS "+q+" CASCADE"); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, "CREATE SCHEMA "+q); err != nil {
+		return err
+	}
+	if err := useSchema(ctx, tx, schema); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `CREATE TABLE `+checkpointTable+` (
+		only_row        boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+		version         integer NOT NULL,
+		pos_tx          xid8    NOT NULL,
+		pos_seq         bigint  NOT NULL,
+		events_applied  bigint  NOT NULL DEFAULT 0,
+		last_applied_at timestamptz,
+		last_event_at   timestamptz)`)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO "+checkpointTable+" (version, pos_tx, pos_seq) VALUES ($1, '0', 0)", p.Version()); err != nil {
+		return err
+	}
+	if err := guard(func() error { return p.Setup(ctx, tx) }); err != nil {
+		return fmt.Errorf("projection %s: setup: %w", p.Name(), err)
+	}
+	return nil
+}
+
+// readCheckpoint reads a model's checkpoint; false when the schema has none.
+// forUpdate locks the row, which is how a transaction claims the right to
+// move it.
+func readCheckpoint(ctx context.Context, q querier, schema string, forUpdate bool) (checkpoint, bool, error) {
+	var exists bool
+	if err := q.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", quote(schema)+"."+checkpointTable).Scan(&exists); err != nil {
+		return checkpoint{}, false, err
+	}
+	if !exists {
+		return checkpoint{}, false, nil
+	}
+	sql := "SELECT version, pos_tx, pos_seq, events_applied, last_applied_at, last_event_at FROM " + quote(schema) + "." + checkpointTable
+	if forUpdate {
+		sql += " FOR UPDATE"
+	}
+	var c checkpoint
+	var seq int64
+	if err := q.QueryRow(ctx, sql).Scan(&c.Version, &c.Position.Tx, &seq, &c.EventsApplied, &c.LastAppliedAt, &c.LastEventAt); err != nil {
+		return checkpoint{}, false, err
+	}
+	c.Position.Seq = uint64(seq)
+	return c, true, nil
+}
+
+// advance moves the checkpoint of the schema tx is using past events.
+func advance(ctx context.Context, tx pgx.Tx, events []eventstore.RecordedEvent) error {
+	last := events[len(events)-1]
+	_, err := tx.Exec(ctx, "UPDATE "+checkpointTable+` SET pos_tx = $1, pos_seq = $2,
+		events_applied = events_applied + $3, last_applied_at = now(), last_event_at = $4`,
+		last.Position.Tx, int64(last.Position.Seq), len(events), last.RecordedAt)
+	return err
+}
+
+// lockKey names the advisory locks of a projection: "leader" is held by the
+// runner applying it, "write" by every transaction that writes its live
+// model or swaps it, "rebuild" by a rebuild in progress.
+func lockKey(kind, storeSchema, name string) string {
+	return "cairn:" + kind + ":" + storeSchema + ":" + name
+}
+
+func writeLock(ctx context.Context, tx pgx.Tx, storeSchema, name string) error {
+	_, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", lockKey("write", storeSchema, name))
+	return err
+}
+
+// errMoved: the checkpoint is not where the caller's subscription is; some
+// other writer (a reset, a rebuild's swap) moved it. Reread and go on.
+var errMoved = errors.New("projection: checkpoint moved")
+
+// errNotRunning: the projection was paused or failed meanwhile.
+var errNotRunning = errors.New("projection: not running")
+
+// guard turns a panic in projector code into an error.
+func guard(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrPanic, r)
+		}
+	}()
+	return fn()
+}
+
+// applyEvents hands events to the projector, in one call for a
+// BatchProjector.
+func applyEvents(ctx context.Context, tx pgx.Tx, p Projector, events []eventstore.RecordedEvent) error {
+	return guard(func() error {
+		if bp, ok := p.(BatchProjector); ok && len(events) > 1 {
+			return bp.ApplyBatch(ctx, tx, events)
+		}
+		for _, e := range events {
+			if err := p.Apply(ctx, tx, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// applyTx applies events to the model in schema and moves its checkpoint
+// past them, in one transaction on conn, provided the checkpoint is still at
+// expect. For the live model it also takes the write lock, checks that the
+// projection is running, and notifies read-your-writes waiters at commit.
+func (m *Manager) applyTx(ctx context.Context, conn *pgx.Conn, p Projector, schema string, live bool, expect eventstore.Position, events []eventstore.RecordedEvent) error {
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if live {
+			if err := writeLock(ctx, tx, m.schema, p.Name()); err != nil {
+				return err
+			}
+			var state State
+			if err := tx.QueryRow(ctx, m.q.state, p.Name()).Scan(&state); err != nil {
+				return err
+			}
+			if state != Running {
+				return errNotRunning
+			}
+		}
+		if err := useSchema(ctx, tx, schema); err != nil {
+			return err
+		}
+		cp, ok, err := readCheckpoint(ctx, tx, schema, true)
+		if err != nil {
+			return err
+		}
+		if !ok || cp.Position != expect || cp.Version != p.Version() {
+			return errMoved
+		}
+		if err := applyEvents(ctx, tx, p, events); err != nil {
+			return err
+		}
+		if err := advance(ctx, tx, events); err != nil {
+			return err
+		}
+		if live {
+			_, err = tx.Exec(ctx, "SELECT pg_notify($1, $2)", m.channel, p.Name())
+		}
+		return err
+	})
+}
