@@ -25,3 +25,4 @@ lint:
 bench:
 	$(WITH_PG) $(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./... | tee bench.out
 	$(GO) run $(BENCHSTAT) bench.out
+	$(GO) run ./internal/benchratio bench.out

@@ -1,0 +1,83 @@
+// Command benchratio reads `go test -bench` output and prints each Cairn
+// figure as a ratio to the baseline measured in the same run, which is how
+// docs/benchmarks.md reports performance on shared, noisy machines.
+//
+//	go run ./internal/benchratio bench.out
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// pair names a measured benchmark and its same-run baseline. Throughput
+// ratios come from ns/op (baseline time / subject time), so they read as
+// "the subject runs at this fraction of the baseline's rate".
+type pair struct {
+	subject, baseline, note string
+}
+
+var pairs = []pair{
+	{"SingleAppend/store/writers=1", "SingleAppend/raw-insert/writers=1", "single-event append vs raw pgx INSERT, 1 writer (goal ≥ 0.70)"},
+	{"SingleAppend/store/writers=4", "SingleAppend/raw-insert/writers=4", "single-event append vs raw pgx INSERT, 4 writers (goal ≥ 0.70)"},
+	{"SingleAppend/store/writers=16", "SingleAppend/raw-insert/writers=16", "single-event append vs raw pgx INSERT, 16 writers (goal ≥ 0.70)"},
+	{"BatchAppend100/store", "BatchAppend100/copy", "100-event batch append vs COPY of the same rows (goal ≥ 0.60)"},
+	{"Load1000/replay", "Load1000/raw-select", "load a 1,000-event aggregate by replay vs raw SELECT + decode"},
+	{"Load1000/snapshot", "Load1000/raw-select", "load a 1,000-event aggregate from a snapshot vs raw SELECT + decode"},
+	{"Dispatch/dispatch", "Dispatch/raw-insert", "command dispatched end to end vs raw pgx INSERT of its event"},
+	{"Rebuild/per-event", "Rebuild/copy-baseline", "rebuild, per-event upserts vs COPY of the same rows (goal ≥ 0.25)"},
+	{"Rebuild/batch", "Rebuild/copy-baseline", "rebuild, batch projector vs COPY of the same rows (goal ≥ 0.40)"},
+}
+
+var line = regexp.MustCompile(`^Benchmark(\S+?)(-\d+)?\s+\d+\s+([\d.]+) ns/op`)
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: benchratio BENCH_OUTPUT")
+		os.Exit(2)
+	}
+	f, err := os.Open(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	defer f.Close()
+	samples := map[string][]float64{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		m := line.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		ns, err := strconv.ParseFloat(m[3], 64)
+		if err == nil {
+			samples[m[1]] = append(samples[m[1]], ns)
+		}
+	}
+	fmt.Println("ratio  = baseline ns/op ÷ subject ns/op (median of runs; 1.00 = as fast as the baseline)")
+	fmt.Printf("%-7s %-5s %s\n", "ratio", "runs", "comparison")
+	for _, p := range pairs {
+		s, b := samples[p.subject], samples[p.baseline]
+		if len(s) == 0 || len(b) == 0 {
+			continue
+		}
+		fmt.Printf("%-7.2f %-5d %s\n", median(b)/median(s), min(len(s), len(b)), p.note)
+	}
+	fmt.Println(strings.Repeat("-", 60))
+}
+
+func median(v []float64) float64 {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
