@@ -594,3 +594,14 @@ func TestRecordWithoutHashIsNotAResubmission(t *testing.T) {
 	require.ErrorIs(t, err, eventstore.ErrIdempotencyKeyReused)
 	require.Zero(t, calls.get())
 }
+
+func TestRejectMarksDomainRefusals(t *testing.T) {
+	errShipped := errors.New("order already shipped")
+	err := command.Reject(errShipped)
+	require.ErrorIs(t, err, command.ErrRejected)
+	require.ErrorIs(t, err, errShipped)
+	var rej *command.RejectedError
+	require.ErrorAs(t, err, &rej)
+	require.Equal(t, "order already shipped", err.Error())
+	require.NoError(t, command.Reject(nil))
+}

@@ -70,3 +70,24 @@ func (e *ValidationError) Error() string {
 
 // Unwrap returns ErrInvalidCommand and Err.
 func (e *ValidationError) Unwrap() []error { return []error{ErrInvalidCommand, e.Err} }
+
+// ErrRejected marks a command refused by a domain rule (an order already
+// shipped, too little stock). The HTTP layer answers it with 422; every other
+// handler error is the server's problem, not the client's.
+var ErrRejected = errors.New("command: rejected")
+
+// RejectedError is a domain refusal; Reason is the domain's own error.
+type RejectedError struct{ Reason error }
+
+func (e *RejectedError) Error() string { return e.Reason.Error() }
+
+// Unwrap makes errors.Is match both ErrRejected and the reason.
+func (e *RejectedError) Unwrap() []error { return []error{ErrRejected, e.Reason} }
+
+// Reject marks err as a domain refusal; nil stays nil.
+func Reject(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &RejectedError{Reason: err}
+}
