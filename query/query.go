@@ -33,6 +33,18 @@ var (
 	ErrDuplicateHandler = errors.New("query: handler already registered")
 	// ErrUnknownQuery: a query type with no handler.
 	ErrUnknownQuery = errors.New("query: no handler registered")
+	// ErrInvalidQuery is matched by every error about the client's query
+	// (a bad cursor, a sort or filter outside the allow-list, a bad limit):
+	// the HTTP layer answers it with 400.
+	ErrInvalidQuery = errors.New("query: invalid query")
+	// ErrInvalidCursor: a pagination cursor that does not decode or does
+	// not belong to this listing. It matches ErrInvalidQuery too.
+	ErrInvalidCursor = fmt.Errorf("%w: invalid cursor", ErrInvalidQuery)
+	// ErrInvalidSort: a sort key outside the allow-list. It matches ErrInvalidQuery too.
+	ErrInvalidSort = fmt.Errorf("%w: invalid sort", ErrInvalidQuery)
+	// ErrInvalidFilter: a filter outside the allow-list or with a bad value.
+	// It matches ErrInvalidQuery too.
+	ErrInvalidFilter = fmt.Errorf("%w: invalid filter", ErrInvalidQuery)
 )
 
 // NotFoundError reports a missing subject, e.g. Resource "order", ID "42".
