@@ -67,7 +67,6 @@ DECLARE
     v_current bigint;
     v_count   integer := coalesce(array_length(p_ids, 1), 0);
     v_cmd     {{.schema}}.commands%ROWTYPE;
-    v_seq     bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended(p_stream, 7283));
     IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
@@ -106,29 +105,25 @@ BEGIN
         RETURN;
     END IF;
 
-    IF v_count > 0 THEN
-        -- Rows reach the insert in ordinality order, so seq follows version.
-        WITH inserted AS (
-            INSERT INTO {{.schema}}.events (event_id, stream_id, version, type, schema_version, data, metadata)
-            SELECT u.id, p_stream, v_current + u.ord, u.t, u.sv, u.d, u.m
-            FROM unnest(p_ids, p_types, p_versions, p_data, p_metadata) WITH ORDINALITY AS u(id, t, sv, d, m, ord)
-            ORDER BY u.ord
-            RETURNING seq
-        )
-        SELECT max(inserted.seq) INTO v_seq FROM inserted;
-    END IF;
-
-    IF p_command_id IS NOT NULL THEN
+    -- One statement writes the events, the command record and the answer:
+    -- every statement of a PL/pgSQL function is an executor run of its own.
+    -- Rows reach the insert in ordinality order, so seq follows version.
+    RETURN QUERY
+    WITH inserted AS (
+        INSERT INTO {{.schema}}.events (event_id, stream_id, version, type, schema_version, data, metadata)
+        SELECT u.id, p_stream, v_current + u.ord, u.t, u.sv, u.d, u.m
+        FROM unnest(p_ids, p_types, p_versions, p_data, p_metadata) WITH ORDINALITY AS u(id, t, sv, d, m, ord)
+        ORDER BY u.ord
+        RETURNING seq
+    ), last AS (
+        SELECT CASE WHEN v_count > 0 THEN pg_current_xact_id() ELSE '0'::xid8 END AS tx,
+               coalesce(max(inserted.seq), 0) AS seq
+        FROM inserted
+    ), recorded AS (
         INSERT INTO {{.schema}}.commands (command_id, command_type, payload_hash, stream_id, first_version, last_version, pos_tx, pos_seq)
-        VALUES (p_command_id, p_command_type, p_payload_hash, p_stream,
-                v_current + 1, v_current + v_count,
-                CASE WHEN v_count > 0 THEN pg_current_xact_id() ELSE '0'::xid8 END, coalesce(v_seq, 0));
-    END IF;
-
-    IF v_count = 0 THEN
-        RETURN QUERY SELECT 'ok'::text, p_stream, v_current, v_current + 1, v_current, '0'::xid8, 0::bigint;
-    ELSE
-        RETURN QUERY SELECT 'ok'::text, p_stream, v_current + v_count, v_current + 1, v_current + v_count, pg_current_xact_id(), v_seq;
-    END IF;
+        SELECT p_command_id, p_command_type, p_payload_hash, p_stream, v_current + 1, v_current + v_count, last.tx, last.seq
+        FROM last WHERE p_command_id IS NOT NULL
+    )
+    SELECT 'ok'::text, p_stream, v_current + v_count, v_current + 1, v_current + v_count, last.tx, last.seq FROM last;
 END
 $fn$;
