@@ -1,0 +1,394 @@
+// Package cli is Cairn's command line, built on cobra, for an application to
+// embed in its own binary: the application supplies its projections, the
+// package supplies the commands that operate them.
+//
+//	func main() {
+//		cli.Main(cli.Config{
+//			Name: "shop",
+//			Setup: func(ctx context.Context, m *projection.Manager) error {
+//				return m.Register(orders.NewSummary(registry))
+//			},
+//		})
+//	}
+//
+// gives
+//
+//	shop projection list
+//	shop projection status [NAME] [--json]
+//	shop projection rebuild NAME [--in-place | --verify] [--json]
+//	shop projection reset NAME
+//	shop projection pause NAME | resume NAME
+//	shop projection dead-letters NAME [--json]
+//	shop projection retry NAME (--all | ID...)
+//	shop projection run
+//	shop migrate up | status [--json]
+//	shop events read STREAM [--from N] [--backward] [--limit N] [--json]
+//	shop events tail [--from POSITION] [--type T]... [--category C]... [--json]
+//
+// Every command takes --database-url (default $DATABASE_URL, then
+// Config.DatabaseURL, then DefaultDatabaseURL) and --schema, the schema of
+// Cairn's tables (default Config.Schema, then migrations.DefaultSchema).
+// Rebuilding, resetting, retrying and running need the projectors' code, so
+// they exist only when Config.Setup is set; the rest also work on
+// projections known only to the database. That is what the framework's own
+// binary, cmd/cairn, offers.
+//
+// Results go to the command's standard output (cmd.OutOrStdout()), progress,
+// logs and errors to its standard error. --json selects stable JSON for
+// scripts: one indented document for status, dead letters, migration status
+// and rebuild reports, and JSON Lines (one event per line) for events.
+// Main exits 0 on success, 1 on failure, 2 on a usage error and 3 when
+// rebuild --verify finds differences (see ExitCode).
+//
+// Every command stops gracefully on SIGINT or SIGTERM: projection run and
+// events tail return cleanly, a rebuild drops its unfinished shadow copy. A
+// second signal kills the process.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+
+	"github.com/cairn-es/cairn/eventstore/postgres"
+	"github.com/cairn-es/cairn/migrations"
+	"github.com/cairn-es/cairn/projection"
+)
+
+// DefaultDatabaseURL is the database used when neither --database-url,
+// $DATABASE_URL nor Config.DatabaseURL names one: a local PostgreSQL.
+const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// Config describes the application embedding the command line. The zero
+// value is the framework's own binary: no projectors, default names.
+type Config struct {
+	// Name is the command's name as users type it (default "cairn").
+	Name string
+	// Short is the one-line description shown by help.
+	Short string
+	// DatabaseURL replaces DefaultDatabaseURL as the database used when
+	// neither --database-url nor $DATABASE_URL is given.
+	DatabaseURL string
+	// Schema is the default of --schema, the PostgreSQL schema holding
+	// Cairn's tables (default migrations.DefaultSchema).
+	Schema string
+	// Connect opens the connection pool for a database URL; set it to tune
+	// the pool (sizes, TLS, tracing). Default: pgxpool.New. The command
+	// line closes the pool when the command ends.
+	Connect func(ctx context.Context, databaseURL string) (*pgxpool.Pool, error)
+	// Store configures the event store. Its Schema is ignored (--schema
+	// decides); its Logger defaults to Logger.
+	Store postgres.Config
+	// Projection configures the projection manager (batch size, retries,
+	// default failure policy). Its Logger defaults to Logger.
+	Projection projection.Config
+	// Setup registers the application's projectors on the manager. When
+	// nil, the commands that need the projectors' code (rebuild, reset,
+	// retry, run) are left out.
+	Setup func(ctx context.Context, m *projection.Manager) error
+	// Logger receives the store's and the projection daemon's logs.
+	// Default: text on the command's standard error, at --log-level.
+	Logger *slog.Logger
+}
+
+// Errors the commands return, besides those of the packages they call.
+var (
+	// ErrModelsDiffer: rebuild --verify found the live model differs from
+	// a fresh rebuild. ExitCode maps it to 3.
+	ErrModelsDiffer = errors.New("the live model differs from a fresh rebuild")
+	// ErrUnreachable: the database did not answer.
+	ErrUnreachable = errors.New("PostgreSQL is not reachable")
+	// ErrNotMigrated: the schema lacks migrations; run migrate up.
+	ErrNotMigrated = errors.New("schema is not migrated")
+)
+
+// UsageError is a command line that does not parse: an unknown command or
+// flag, a missing argument, flags that exclude each other.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+func usagef(cmd *cobra.Command, format string, args ...any) error {
+	return &UsageError{Err: fmt.Errorf(format+"\nRun '%s --help' for usage.", append(args, cmd.CommandPath())...)}
+}
+
+// ExitCode is the process exit status for an error returned by a command:
+// 0 for nil, 2 for a *UsageError, 3 for ErrModelsDiffer, 1 otherwise.
+func ExitCode(err error) int {
+	var usage *UsageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &usage):
+		return 2
+	case errors.Is(err, ErrModelsDiffer):
+		return 3
+	default:
+		return 1
+	}
+}
+
+// Main runs the command line on os.Args and exits with ExitCode. Errors
+// are printed on standard error by the command itself.
+func Main(cfg Config) {
+	os.Exit(ExitCode(New(cfg).Execute()))
+}
+
+// New returns the root command. Execute it (ExecuteContext, with SetArgs,
+// SetOut and SetErr in tests); it returns the command's error, which it has
+// already printed on the command's standard error.
+func New(cfg Config) *cobra.Command {
+	if cfg.Name == "" {
+		cfg.Name = "cairn"
+	}
+	if cfg.Short == "" {
+		cfg.Short = "Operate a Cairn event store and its projections"
+	}
+	if cfg.Schema == "" {
+		cfg.Schema = migrations.DefaultSchema
+	}
+	a := &app{cfg: cfg}
+	root := group(&cobra.Command{
+		Use:   cfg.Name,
+		Short: cfg.Short,
+		Long: cfg.Short + ".\n\n" +
+			"The database is --database-url, else $DATABASE_URL, else " + a.defaultURL() + ".\n" +
+			"Output goes to standard output; --json gives stable JSON for scripts.\n" +
+			"Exit status: 0 success, 1 failure, 2 usage error, 3 rebuild --verify found differences.",
+		SilenceUsage: true,
+	})
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usagef(cmd, "%v", err)
+	})
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.url, "database-url", "", "PostgreSQL URL (default $DATABASE_URL, else "+a.defaultURL()+")")
+	pf.StringVar(&a.schema, "schema", cfg.Schema, "schema holding Cairn's tables")
+	pf.StringVar(&a.logLevel, "log-level", "", "level of log lines on stderr: debug, info, warn or error (default info for projection run, else warn)")
+	root.AddCommand(a.projectionCmd(), a.migrateCmd(), a.eventsCmd())
+	return root
+}
+
+// group makes cmd a command that only holds subcommands: alone it prints
+// its help; with an argument that names no subcommand it is a usage error.
+func group(cmd *cobra.Command) *cobra.Command {
+	cmd.Args = func(c *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return nil
+		}
+		hint := ""
+		if c.SuggestionsMinimumDistance <= 0 {
+			c.SuggestionsMinimumDistance = 2
+		}
+		if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+			hint = fmt.Sprintf(" (did you mean %q?)", s[0])
+		}
+		return usagef(c, "unknown command %q for %q%s", args[0], c.CommandPath(), hint)
+	}
+	cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+	return cmd
+}
+
+// nArgs checks the positional arguments: at least min, at most max (-1:
+// any number), named in the message.
+func nArgs(min, max int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		switch {
+		case len(args) < min:
+			return usagef(cmd, "%s: missing %s", cmd.CommandPath(), what)
+		case max >= 0 && len(args) > max:
+			return usagef(cmd, "%s: unexpected argument %q", cmd.CommandPath(), args[max])
+		}
+		return nil
+	}
+}
+
+// app holds the configuration and the parsed persistent flags.
+type app struct {
+	cfg      Config
+	url      string
+	schema   string
+	logLevel string
+}
+
+func (a *app) defaultURL() string {
+	if a.cfg.DatabaseURL != "" {
+		return "the application's default"
+	}
+	return DefaultDatabaseURL
+}
+
+func (a *app) databaseURL() string {
+	switch {
+	case a.url != "":
+		return a.url
+	case os.Getenv("DATABASE_URL") != "":
+		return os.Getenv("DATABASE_URL")
+	case a.cfg.DatabaseURL != "":
+		return a.cfg.DatabaseURL
+	default:
+		return DefaultDatabaseURL
+	}
+}
+
+// action wraps a command's body: it cancels the context on SIGINT or
+// SIGTERM (and then lets a second signal kill the process).
+func (a *app) action(fn func(ctx context.Context, cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		go func() {
+			<-ctx.Done()
+			stop()
+		}()
+		return fn(ctx, cmd, args)
+	}
+}
+
+func (a *app) logger(cmd *cobra.Command, fallback slog.Level) (*slog.Logger, error) {
+	if a.cfg.Logger != nil {
+		return a.cfg.Logger, nil
+	}
+	level := fallback
+	if a.logLevel != "" {
+		if err := level.UnmarshalText([]byte(a.logLevel)); err != nil {
+			return nil, usagef(cmd, "--log-level %q: want debug, info, warn or error", a.logLevel)
+		}
+	}
+	return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})), nil
+}
+
+// session is what one command opened; close releases it all.
+type session struct {
+	pool  *pgxpool.Pool
+	store *postgres.Store
+	mgr   *projection.Manager
+}
+
+func (s *session) close() {
+	if s.mgr != nil {
+		s.mgr.Close()
+	}
+	if s.store != nil {
+		s.store.Close()
+	}
+	if s.pool != nil {
+		s.pool.Close()
+	}
+}
+
+// connect opens the pool and checks that the server answers.
+func (a *app) connect(ctx context.Context) (*session, error) {
+	if err := migrations.ValidateSchema(a.schema); err != nil {
+		return nil, err
+	}
+	url := a.databaseURL()
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("--database-url: %w", err)
+	}
+	where := fmt.Sprintf("%s:%d (database %q, user %q)", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, cfg.ConnConfig.User)
+	var pool *pgxpool.Pool
+	if a.cfg.Connect != nil {
+		pool, err = a.cfg.Connect(ctx, url)
+	} else {
+		pool, err = pgxpool.NewWithConfig(ctx, cfg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, where, err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, where, err)
+	}
+	return &session{pool: pool}, nil
+}
+
+// notMigratedError matches ErrNotMigrated and says what to run.
+type notMigratedError struct {
+	status  migrations.Status
+	command string
+}
+
+func (e *notMigratedError) Error() string {
+	return fmt.Sprintf("schema %s is not migrated (version %d of %d): run '%s migrate up' first",
+		e.status.Schema, e.status.Current, e.status.Latest, e.command)
+}
+
+func (e *notMigratedError) Is(target error) bool { return target == ErrNotMigrated }
+
+// migrationStatus reads the schema's migration status on the pool.
+func migrationStatus(ctx context.Context, pool *pgxpool.Pool, schema string) (migrations.Status, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return migrations.Status{}, err
+	}
+	defer conn.Release()
+	return migrations.CurrentStatus(ctx, conn.Conn(), schema)
+}
+
+// openStore connects and opens the event store, after checking the schema
+// is migrated.
+func (a *app) openStore(ctx context.Context, cmd *cobra.Command, logLevel slog.Level) (*session, error) {
+	log, err := a.logger(cmd, logLevel)
+	if err != nil {
+		return nil, err
+	}
+	s, err := a.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := migrationStatus(ctx, s.pool, a.schema)
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	if !st.UpToDate() {
+		s.close()
+		return nil, &notMigratedError{status: st, command: cmd.Root().Name()}
+	}
+	scfg := a.cfg.Store
+	scfg.Schema = a.schema
+	if scfg.Logger == nil {
+		scfg.Logger = log
+	}
+	if s.store, err = postgres.New(s.pool, scfg); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// openManager opens the store and a projection manager with the
+// application's projectors registered.
+func (a *app) openManager(ctx context.Context, cmd *cobra.Command, logLevel slog.Level) (*session, error) {
+	s, err := a.openStore(ctx, cmd, logLevel)
+	if err != nil {
+		return nil, err
+	}
+	pcfg := a.cfg.Projection
+	if pcfg.Logger == nil {
+		pcfg.Logger, _ = a.logger(cmd, logLevel) // the level parsed in openStore
+	}
+	s.mgr = projection.NewManager(s.store, pcfg)
+	if a.cfg.Setup != nil {
+		if err := a.cfg.Setup(ctx, s.mgr); err != nil {
+			s.close()
+			return nil, fmt.Errorf("registering projections: %w", err)
+		}
+	}
+	return s, nil
+}
