@@ -239,7 +239,11 @@ func (d *Dispatcher) handle(ctx context.Context, env Envelope) (Result, error) {
 }
 
 func resultOf(id string, ar eventstore.AppendResult, dup bool) Result {
-	return Result{CommandID: id, StreamID: ar.StreamID, Version: ar.Version, Position: ar.Position, Duplicate: dup}
+	res := Result{CommandID: id, StreamID: ar.StreamID, Version: ar.Version, Position: ar.Position, Duplicate: dup}
+	if ar.FirstVersion > 0 && ar.Version >= ar.FirstVersion {
+		res.Events = ar.Version - ar.FirstVersion + 1
+	}
+	return res
 }
 
 // isRejection reports errors that are the command's fault, not the system's.

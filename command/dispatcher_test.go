@@ -232,7 +232,7 @@ func TestRetrySucceedsAfterConflicts(t *testing.T) {
 	res, err := d.Dispatch(ctx, command.Envelope{ID: "amend-1", Payload: PlaceOrder{OrderID: "1", Amount: 7}})
 	require.NoError(t, err)
 	require.EqualValues(t, 4, calls.get(), "three conflicts, then success")
-	require.Equal(t, command.Result{CommandID: "amend-1", StreamID: "order-1", Version: 5, Position: res.Position}, res)
+	require.Equal(t, command.Result{CommandID: "amend-1", StreamID: "order-1", Version: 5, Position: res.Position, Events: 1}, res)
 
 	evs, err := store.ReadStream(ctx, "order-1", eventstore.ReadStreamOptions{})
 	require.NoError(t, err)

@@ -38,13 +38,16 @@ func (e Envelope) Type() string { return TypeName(e.Payload) }
 // token for read-your-writes. Duplicate reports that the command had been
 // handled before and that this is the original result; nothing new was
 // written. A command that appended nothing has a zero StreamID, Version and
-// Position.
+// Position. Events is the number of events the command appended when it was
+// handled (a duplicate reports the original count, but appended nothing
+// now), for metrics; it is not part of the JSON form.
 type Result struct {
 	CommandID string              `json:"command_id"`
 	StreamID  string              `json:"stream_id,omitempty"`
 	Version   int64               `json:"version,omitempty"`
 	Position  eventstore.Position `json:"position"`
 	Duplicate bool                `json:"duplicate,omitempty"`
+	Events    int64               `json:"-"`
 }
 
 // Namer is implemented by commands whose type name is not their Go type's

@@ -104,6 +104,10 @@ type RetryPolicy struct {
 	BaseDelay time.Duration
 	// MaxDelay caps every wait.
 	MaxDelay time.Duration
+	// OnRetry, when set, is called before each retry with the command, the
+	// number of the attempt that failed (1-based) and its conflict: a hook
+	// for metrics. It must not block.
+	OnRetry func(ctx context.Context, env Envelope, attempt int, err error)
 }
 
 // DefaultRetryPolicy is the Retry policy of the default chain.
@@ -142,6 +146,9 @@ func Retry(p RetryPolicy) Middleware {
 				}
 				if ctx.Err() != nil {
 					return res, fmt.Errorf("command: %w while retrying after %w", context.Cause(ctx), err)
+				}
+				if p.OnRetry != nil {
+					p.OnRetry(ctx, env, attempt, err)
 				}
 				t := time.NewTimer(p.backoff(attempt))
 				select {

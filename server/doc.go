@@ -1,0 +1,48 @@
+// Package server is Cairn's HTTP side, on echo: command routes that
+// dispatch through a command.Dispatcher, query routes that answer through a
+// query.Bus and can wait for their read models to catch up with a client's
+// own writes, bearer authentication (JWT or API keys) with per-route scopes,
+// RFC 9457 problem responses, and the operations endpoints /healthz,
+// /readyz and /metrics.
+//
+//	metrics := server.NewMetrics()
+//	d := command.NewDispatcher(store,
+//		command.WithMiddleware(metrics.CommandMiddleware()),
+//		command.WithRetry(metrics.RetryPolicy(command.DefaultRetryPolicy)))
+//	command.MustRegister(d, placeOrder)
+//	bus := query.NewBus()
+//	query.MustRegister(bus, query.HandlerFunc[GetOrder, Order](getOrder), query.ReadsFrom("orders"))
+//
+//	srv, err := server.New(server.Config{Addr: ":8080"},
+//		server.WithDispatcher(d), server.WithQueryBus(bus),
+//		server.WithProjections(manager), server.WithStore(store),
+//		server.WithMetrics(metrics))
+//	server.MustCommand[PlaceOrder](srv, "/orders", server.WithResponse(
+//		func(c PlaceOrder, r command.Result) any {
+//			return map[string]any{"order_id": c.OrderID, "command_id": r.CommandID, "position": r.Position}
+//		}))
+//	server.MustQuery[GetOrder, Order](srv, "/orders/:id")
+//
+//	ctx, stop := server.SignalContext(context.Background())
+//	defer stop()
+//	projections := make(chan error, 1)
+//	go func() { projections <- manager.Run(ctx) }() // same context: see Run
+//	err = srv.Run(ctx)
+//	stop()
+//	err = errors.Join(err, <-projections)
+//
+// # Read your writes
+//
+// A command response carries X-Cairn-Position, the position of the last
+// event the command appended. A client that sends it back as
+// X-Cairn-Min-Position on a GET is answered only once the projections the
+// query reads from (query.ReadsFrom) have processed the log that far, or
+// with a 503 after Config.MaxWait.
+//
+// # Errors
+//
+// Every error is an application/problem+json body with one of the problem
+// types in problems.go (described in problems.md), and a request ID that
+// the log line of the request carries too. Responses never contain stack
+// traces, SQL or internal error messages.
+package server

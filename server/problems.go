@@ -1,0 +1,318 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/puddle/v2"
+	"github.com/labstack/echo/v4"
+
+	"github.com/cairn-es/cairn/aggregate"
+	"github.com/cairn-es/cairn/command"
+	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/query"
+)
+
+// Every error response is an RFC 9457 problem: a JSON object served as
+// application/problem+json with the members type, title, status, detail,
+// instance (the request path) and the extension request_id (the
+// X-Request-ID of the response, which the server's log lines carry too).
+//
+// The type URIs below are stable: clients may switch on them. Each names a
+// section of server/problems.md. The detail never contains a stack trace,
+// SQL text or an internal error message; a 500 says only that something went
+// wrong, and the real error is logged with the request ID.
+const (
+	// ProblemBase prefixes every problem type.
+	ProblemBase = "https://github.com/cairn-es/cairn/blob/main/server/problems.md#"
+
+	// ProblemMalformedJSON (400): the body is not well-formed JSON, ends
+	// early, or has data after the JSON object.
+	ProblemMalformedJSON = ProblemBase + "malformed-json"
+	// ProblemUnknownField (400): the body has a member the command does
+	// not define.
+	ProblemUnknownField = ProblemBase + "unknown-field"
+	// ProblemWrongType (400): a member (or the body itself, or a path
+	// parameter of a command) has a value of the wrong JSON type or form.
+	ProblemWrongType = ProblemBase + "wrong-type"
+	// ProblemBodyTooLarge (400): the body exceeds the server's limit.
+	ProblemBodyTooLarge = ProblemBase + "body-too-large"
+	// ProblemInvalidQuery (400): a query's path or query parameters do not
+	// bind (unknown, repeated or malformed parameters), its Validate method
+	// refused it, or its handler returned an error matching
+	// query.ErrInvalidQuery (a bad cursor, sort or filter).
+	ProblemInvalidQuery = ProblemBase + "invalid-query"
+	// ProblemInvalidPosition (400): the X-Cairn-Min-Position header is not
+	// a position token.
+	ProblemInvalidPosition = ProblemBase + "invalid-position"
+	// ProblemInvalidIdempotencyKey (400): the Idempotency-Key header is not
+	// 1 to 200 printable ASCII characters, or was given twice.
+	ProblemInvalidIdempotencyKey = ProblemBase + "invalid-idempotency-key"
+	// ProblemInvalidCorrelationID (400): the X-Correlation-ID header is not
+	// 1 to 200 printable ASCII characters, or was given twice.
+	ProblemInvalidCorrelationID = ProblemBase + "invalid-correlation-id"
+	// ProblemUnauthorized (401): no bearer token, or one that is invalid,
+	// expired or not yet valid. The response carries WWW-Authenticate.
+	ProblemUnauthorized = ProblemBase + "unauthorized"
+	// ProblemInsufficientScope (403): the token lacks a scope the route
+	// requires.
+	ProblemInsufficientScope = ProblemBase + "insufficient-scope"
+	// ProblemNotFound (404): no such route, or the query's (or command's)
+	// subject does not exist (query.ErrNotFound, aggregate.ErrNotFound).
+	ProblemNotFound = ProblemBase + "not-found"
+	// ProblemMethodNotAllowed (405): the route exists for other methods;
+	// the Allow header lists them.
+	ProblemMethodNotAllowed = ProblemBase + "method-not-allowed"
+	// ProblemConcurrencyConflict (409): the command kept conflicting with
+	// concurrent writes to its stream after its retries.
+	ProblemConcurrencyConflict = ProblemBase + "concurrency-conflict"
+	// ProblemIdempotencyKeyReused (409): the Idempotency-Key was used
+	// before for a different command or payload.
+	ProblemIdempotencyKeyReused = ProblemBase + "idempotency-key-reused"
+	// ProblemUnsupportedMediaType (415): a command body that is not
+	// application/json (or application/*+json) in UTF-8.
+	ProblemUnsupportedMediaType = ProblemBase + "unsupported-media-type"
+	// ProblemCommandRejected (422): a domain rule refused the command
+	// (command.ErrRejected); the detail is the domain's reason.
+	ProblemCommandRejected = ProblemBase + "command-rejected"
+	// ProblemInvalidCommand (422): the command failed its Validate method
+	// (command.ErrInvalidCommand), or the event store refused its stream
+	// ID or event size.
+	ProblemInvalidCommand = ProblemBase + "invalid-command"
+	// ProblemWaitTimeout (503): the read models behind the route did not
+	// reach the X-Cairn-Min-Position in time. Retry-After says when to try
+	// again.
+	ProblemWaitTimeout = ProblemBase + "wait-timeout"
+	// ProblemDatabaseUnavailable (503): PostgreSQL could not be reached or
+	// is shutting down. Retry-After says when to try again.
+	ProblemDatabaseUnavailable = ProblemBase + "database-unavailable"
+	// ProblemUnavailable (503): the request ran out of time, or the server
+	// is shutting down. Retry-After says when to try again.
+	ProblemUnavailable = ProblemBase + "unavailable"
+	// ProblemInternal (500): anything else; the detail is generic.
+	ProblemInternal = ProblemBase + "internal"
+)
+
+// ProblemContentType is the media type of every error response.
+const ProblemContentType = "application/problem+json"
+
+var problemTitles = map[string]string{
+	ProblemMalformedJSON:         "Malformed JSON",
+	ProblemUnknownField:          "Unknown field",
+	ProblemWrongType:             "Wrong type",
+	ProblemBodyTooLarge:          "Request body too large",
+	ProblemInvalidQuery:          "Invalid query",
+	ProblemInvalidPosition:       "Invalid position token",
+	ProblemInvalidIdempotencyKey: "Invalid idempotency key",
+	ProblemInvalidCorrelationID:  "Invalid correlation ID",
+	ProblemUnauthorized:          "Unauthorized",
+	ProblemInsufficientScope:     "Insufficient scope",
+	ProblemNotFound:              "Not found",
+	ProblemMethodNotAllowed:      "Method not allowed",
+	ProblemConcurrencyConflict:   "Concurrency conflict",
+	ProblemIdempotencyKeyReused:  "Idempotency key reused",
+	ProblemUnsupportedMediaType:  "Unsupported media type",
+	ProblemCommandRejected:       "Command rejected",
+	ProblemInvalidCommand:        "Invalid command",
+	ProblemWaitTimeout:           "Read model not up to date",
+	ProblemDatabaseUnavailable:   "Database unavailable",
+	ProblemUnavailable:           "Service unavailable",
+	ProblemInternal:              "Internal server error",
+}
+
+// Problem is an RFC 9457 problem detail. Handlers and middleware may return
+// one as an error; the server writes it as is.
+type Problem struct {
+	Type      string `json:"type"`
+	Title     string `json:"title"`
+	Status    int    `json:"status"`
+	Detail    string `json:"detail,omitempty"`
+	Instance  string `json:"instance,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+
+	// Header holds response headers that go with the problem
+	// (WWW-Authenticate, Retry-After, Allow).
+	Header http.Header `json:"-"`
+	// Err is the underlying error, logged and never sent.
+	Err error `json:"-"`
+}
+
+// NewProblem returns a problem of one of the types above with its title.
+func NewProblem(status int, typ, detail string) *Problem {
+	title := problemTitles[typ]
+	if title == "" {
+		title = http.StatusText(status)
+	}
+	return &Problem{Type: typ, Title: title, Status: status, Detail: detail}
+}
+
+func (p *Problem) Error() string {
+	if p.Err != nil {
+		return fmt.Sprintf("%d %s: %s: %v", p.Status, p.Type, p.Detail, p.Err)
+	}
+	return fmt.Sprintf("%d %s: %s", p.Status, p.Type, p.Detail)
+}
+
+// Unwrap returns the underlying error.
+func (p *Problem) Unwrap() error { return p.Err }
+
+func (p *Problem) withHeader(key, value string) *Problem {
+	if p.Header == nil {
+		p.Header = http.Header{}
+	}
+	p.Header.Set(key, value)
+	return p
+}
+
+func (p *Problem) wrap(err error) *Problem {
+	p.Err = err
+	return p
+}
+
+func badRequest(typ, format string, args ...any) *Problem {
+	return NewProblem(http.StatusBadRequest, typ, fmt.Sprintf(format, args...))
+}
+
+// problemFor maps any error a handler returned to the problem the client
+// sees. Only the messages of errors that are about the client's input reach
+// the detail.
+func (s *Server) problemFor(err error) *Problem {
+	var p *Problem
+	if errors.As(err, &p) {
+		return p
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		return s.problemForHTTPError(he)
+	}
+	var rejected *command.RejectedError
+	var invalid *command.ValidationError
+	var notFound *query.NotFoundError
+	switch {
+	case errors.As(err, &rejected):
+		return NewProblem(http.StatusUnprocessableEntity, ProblemCommandRejected, rejected.Reason.Error()).wrap(err)
+	case errors.Is(err, command.ErrRejected):
+		return NewProblem(http.StatusUnprocessableEntity, ProblemCommandRejected, "a domain rule refused the command").wrap(err)
+	case errors.As(err, &invalid):
+		return NewProblem(http.StatusUnprocessableEntity, ProblemInvalidCommand, invalid.Err.Error()).wrap(err)
+	case errors.Is(err, command.ErrInvalidCommand):
+		return NewProblem(http.StatusUnprocessableEntity, ProblemInvalidCommand, "the command is invalid").wrap(err)
+	case errors.Is(err, eventstore.ErrIdempotencyKeyReused):
+		return NewProblem(http.StatusConflict, ProblemIdempotencyKeyReused,
+			"this idempotency key was already used for a different command or payload").wrap(err)
+	case errors.Is(err, eventstore.ErrConcurrency):
+		return NewProblem(http.StatusConflict, ProblemConcurrencyConflict,
+			"the command conflicted with concurrent changes to the same entity; reload and retry").wrap(err)
+	case errors.Is(err, query.ErrInvalidQuery):
+		return NewProblem(http.StatusBadRequest, ProblemInvalidQuery, strings.TrimPrefix(err.Error(), "query: ")).wrap(err)
+	case errors.As(err, &notFound):
+		return NewProblem(http.StatusNotFound, ProblemNotFound, notFound.Error()).wrap(err)
+	case errors.Is(err, query.ErrNotFound), errors.Is(err, aggregate.ErrNotFound), errors.Is(err, eventstore.ErrStreamNotFound):
+		return NewProblem(http.StatusNotFound, ProblemNotFound, "the requested resource does not exist").wrap(err)
+	case errors.Is(err, eventstore.ErrInvalidStreamID):
+		return NewProblem(http.StatusUnprocessableEntity, ProblemInvalidCommand, "the command names an invalid identifier").wrap(err)
+	case errors.Is(err, eventstore.ErrEventTooLarge):
+		return NewProblem(http.StatusUnprocessableEntity, ProblemInvalidCommand, "the command's events are too large").wrap(err)
+	case databaseUnavailable(err):
+		return s.unavailable(ProblemDatabaseUnavailable, "the database is unavailable; try again later").wrap(err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return s.unavailable(ProblemUnavailable, "the request took too long; try again later").wrap(err)
+	case errors.Is(err, context.Canceled):
+		return s.unavailable(ProblemUnavailable, "the request was canceled").wrap(err)
+	}
+	return NewProblem(http.StatusInternalServerError, ProblemInternal, "an internal error occurred; quote the request ID when reporting it").wrap(err)
+}
+
+func (s *Server) problemForHTTPError(he *echo.HTTPError) *Problem {
+	switch he.Code {
+	case http.StatusNotFound:
+		return NewProblem(http.StatusNotFound, ProblemNotFound, "no such route").wrap(he)
+	case http.StatusMethodNotAllowed:
+		return NewProblem(http.StatusMethodNotAllowed, ProblemMethodNotAllowed, "the route does not accept this method").wrap(he)
+	case http.StatusUnsupportedMediaType:
+		return NewProblem(http.StatusUnsupportedMediaType, ProblemUnsupportedMediaType, "unsupported content type").wrap(he)
+	case http.StatusRequestEntityTooLarge:
+		return badRequest(ProblemBodyTooLarge, "the request body exceeds %d bytes", s.cfg.BodyLimit).wrap(he)
+	case http.StatusUnauthorized:
+		return s.unauthorized("", "authentication required").wrap(he)
+	case http.StatusForbidden:
+		return NewProblem(http.StatusForbidden, ProblemInsufficientScope, "forbidden").wrap(he)
+	}
+	if he.Code >= 400 && he.Code < 500 {
+		return &Problem{Type: "about:blank", Title: http.StatusText(he.Code), Status: he.Code, Err: he}
+	}
+	return NewProblem(http.StatusInternalServerError, ProblemInternal, "an internal error occurred; quote the request ID when reporting it").wrap(he)
+}
+
+// unavailable is a 503 with Retry-After.
+func (s *Server) unavailable(typ, detail string) *Problem {
+	secs := max(1, int(s.cfg.RetryAfter.Round(1e9).Seconds()))
+	return NewProblem(http.StatusServiceUnavailable, typ, detail).withHeader("Retry-After", strconv.Itoa(secs))
+}
+
+// databaseUnavailable reports errors that mean PostgreSQL cannot be used
+// right now: connection failures, a closed pool, SQLSTATE class 08
+// (connection exception), 53 (insufficient resources: too many connections,
+// out of memory or disk) and 57P01-57P03 (shutting down, cannot connect now).
+func databaseUnavailable(err error) bool {
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case strings.HasPrefix(pe.Code, "08"), strings.HasPrefix(pe.Code, "53"):
+			return true
+		case pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03":
+			return true
+		}
+		return false
+	}
+	if errors.Is(err, puddle.ErrClosedPool) {
+		return true
+	}
+	var ne *net.OpError
+	return errors.As(err, &ne)
+}
+
+// writeProblem sends p, completing it with the request's path and ID.
+func (s *Server) writeProblem(c echo.Context, p *Problem) error {
+	res := c.Response()
+	if res.Committed {
+		return nil
+	}
+	out := *p
+	if out.Type == "" {
+		out.Type = "about:blank"
+	}
+	if out.Title == "" {
+		out.Title = http.StatusText(out.Status)
+	}
+	out.Instance = c.Request().URL.EscapedPath()
+	out.RequestID = requestIDOf(c)
+	for k, vs := range p.Header {
+		for _, v := range vs {
+			res.Header().Add(k, v)
+		}
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	res.Header().Set(echo.HeaderContentType, ProblemContentType)
+	res.Header().Set(echo.HeaderCacheControl, "no-store")
+	if c.Request().Method == http.MethodHead {
+		return c.NoContent(out.Status)
+	}
+	res.WriteHeader(out.Status)
+	_, err = res.Write(b)
+	return err
+}

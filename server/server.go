@@ -1,0 +1,483 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/cairn-es/cairn/command"
+	"github.com/cairn-es/cairn/eventstore/postgres"
+	"github.com/cairn-es/cairn/projection"
+	"github.com/cairn-es/cairn/query"
+)
+
+// Defaults of Config.
+const (
+	DefaultAddr              = "127.0.0.1:8080"
+	DefaultReadTimeout       = 10 * time.Second
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultWriteTimeout      = 30 * time.Second
+	DefaultIdleTimeout       = 60 * time.Second
+	DefaultShutdownTimeout   = 20 * time.Second
+	DefaultBodyLimit         = 1 << 20 // 1 MiB
+	DefaultMaxHeaderBytes    = 64 << 10
+	DefaultMaxWait           = 5 * time.Second
+	DefaultRetryAfter        = time.Second
+	DefaultReadyMaxLag       = 10_000
+	DefaultCheckTimeout      = 2 * time.Second
+	DefaultMetricsPath       = "/metrics"
+)
+
+// Config configures a Server. The zero value is usable: every zero field
+// takes its default.
+type Config struct {
+	// Addr is the listen address of Run (default 127.0.0.1:8080: only this
+	// machine; use ":8080" to listen on every interface).
+	Addr string
+	// ReadTimeout bounds reading a whole request, body included (10s);
+	// ReadHeaderTimeout its headers (5s).
+	ReadTimeout       time.Duration
+	ReadHeaderTimeout time.Duration
+	// WriteTimeout bounds a request from the end of its headers to the end
+	// of the response (30s). Handlers get a context with this deadline, so
+	// database work stops when its answer could no longer be sent.
+	WriteTimeout time.Duration
+	// IdleTimeout bounds keep-alive connections waiting for a request (60s).
+	IdleTimeout time.Duration
+	// ShutdownTimeout bounds the wait for in-flight requests on shutdown
+	// (20s); connections still busy then are closed.
+	ShutdownTimeout time.Duration
+	// BodyLimit bounds request bodies, in bytes (1 MiB). A larger body is
+	// answered with 400 and the problem type body-too-large.
+	BodyLimit int64
+	// MaxHeaderBytes bounds request headers (64 KiB).
+	MaxHeaderBytes int
+	// MaxWait bounds a read-your-writes wait (X-Cairn-Min-Position) on GET
+	// routes (5s); WithMaxWait changes it per route. It must be shorter
+	// than WriteTimeout.
+	MaxWait time.Duration
+	// RetryAfter is the Retry-After of 503 responses (1s, rounded to whole
+	// seconds).
+	RetryAfter time.Duration
+	// Auth configures bearer authentication; the zero value disables it.
+	Auth AuthConfig
+	// MetricsPath serves the Prometheus metrics ("/metrics"); "-" serves
+	// none.
+	MetricsPath string
+	// MetricsScope, when set, makes the metrics endpoint require a bearer
+	// token with this scope (with Auth configured). Empty: no
+	// authentication.
+	MetricsScope string
+	// ReadyMaxLag is the largest projection lag, in events, with which
+	// /readyz still reports ready (10,000).
+	ReadyMaxLag int64
+	// CheckTimeout bounds the database work of one /readyz check and of
+	// one scrape of the projection metrics (2s).
+	CheckTimeout time.Duration
+	// Logger receives the access log (one line per request: Info, Debug for
+	// the ops endpoints), the real errors behind 5xx responses (Error) and
+	// the server's life cycle; slog.Default() when nil.
+	Logger *slog.Logger
+	// NoSignals stops Run and Serve from handling SIGINT and SIGTERM
+	// themselves; they then stop only when their context ends.
+	NoSignals bool
+}
+
+func (c *Config) defaults() error {
+	setDefault(&c.Addr, DefaultAddr)
+	setDefault(&c.ReadTimeout, DefaultReadTimeout)
+	setDefault(&c.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	setDefault(&c.WriteTimeout, DefaultWriteTimeout)
+	setDefault(&c.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	setDefault(&c.BodyLimit, DefaultBodyLimit)
+	setDefault(&c.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	setDefault(&c.MaxWait, DefaultMaxWait)
+	setDefault(&c.RetryAfter, DefaultRetryAfter)
+	setDefault(&c.MetricsPath, DefaultMetricsPath)
+	setDefault(&c.ReadyMaxLag, DefaultReadyMaxLag)
+	setDefault(&c.CheckTimeout, DefaultCheckTimeout)
+	setDefault(&c.Auth.ReadScope, "read")
+	setDefault(&c.Auth.WriteScope, "write")
+	setDefault(&c.Auth.Realm, "cairn")
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.MaxWait >= c.WriteTimeout {
+		return fmt.Errorf("server: MaxWait (%s) must be shorter than WriteTimeout (%s)", c.MaxWait, c.WriteTimeout)
+	}
+	if c.MetricsPath != "-" && (c.MetricsPath == "" || c.MetricsPath[0] != '/') {
+		return fmt.Errorf("server: MetricsPath %q must start with /", c.MetricsPath)
+	}
+	return nil
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// Option supplies a dependency of a Server.
+type Option func(*Server)
+
+// WithDispatcher sets the dispatcher of command routes.
+func WithDispatcher(d *command.Dispatcher) Option { return func(s *Server) { s.dispatcher = d } }
+
+// WithQueryBus sets the bus whose handlers query routes call.
+func WithQueryBus(b *query.Bus) Option { return func(s *Server) { s.bus = b } }
+
+// WithProjections sets the projection manager: read-your-writes waits,
+// projection readiness and projection metrics use it. The server does not
+// run it: the caller runs Manager.Run on the same context as Run (see Run).
+func WithProjections(m *projection.Manager) Option { return func(s *Server) { s.manager = m } }
+
+// WithStore sets the event store whose database and migrations /readyz
+// checks.
+func WithStore(st *postgres.Store) Option { return func(s *Server) { s.store = st } }
+
+// WithMetrics sets the metrics the server records into and serves. Create
+// them before the dispatcher, so that the dispatcher can record commands
+// into them too (see Metrics). Without it the server makes its own.
+func WithMetrics(m *Metrics) Option { return func(s *Server) { s.metrics = m } }
+
+// Server is Cairn's HTTP side: command routes (POST, through the command
+// dispatcher), query routes (GET, through the query bus, with
+// read-your-writes waits), authentication, RFC 9457 errors and the
+// operations endpoints /healthz, /readyz and /metrics. It is an
+// http.Handler; Run serves it.
+type Server struct {
+	cfg        Config
+	echo       *echo.Echo
+	http       *http.Server
+	log        *slog.Logger
+	auth       *authenticator
+	dispatcher *command.Dispatcher
+	bus        *query.Bus
+	manager    *projection.Manager
+	store      *postgres.Store
+	metrics    *Metrics
+
+	mu       sync.RWMutex
+	routes   map[string]bool // "METHOD path" of every mounted route
+	opsPaths map[string]bool
+
+	draining atomic.Bool
+	serving  atomic.Bool
+}
+
+// New returns a server with the operations endpoints mounted; mount the
+// application's routes with Query and Command. It fails on an invalid
+// configuration (for example a JWT public key of an unsupported type).
+func New(cfg Config, opts ...Option) (*Server, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, routes: map[string]bool{}, opsPaths: map[string]bool{}}
+	for _, o := range opts {
+		o(s)
+	}
+	auth, err := newAuthenticator(cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	s.auth = auth
+	if s.metrics == nil {
+		s.metrics = NewMetrics()
+	}
+	if s.manager != nil {
+		if err := s.metrics.reg.Register(newProjectionCollector(s.manager, cfg.CheckTimeout, s.log)); err != nil {
+			return nil, fmt.Errorf("server: registering projection metrics: %w", err)
+		}
+	}
+
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.Logger.SetOutput(discard{})
+	e.HTTPErrorHandler = func(err error, c echo.Context) {
+		if werr := s.writeProblem(c, s.problemFor(err)); werr != nil {
+			s.log.Debug("cairn: writing a problem response failed", "error", werr)
+		}
+	}
+	e.Use(s.outer)
+	s.echo = e
+
+	s.http = &http.Server{
+		Addr:              cfg.Addr,
+		Handler:           e,
+		ReadTimeout:       cfg.ReadTimeout,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.mountOps()
+	return s, nil
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// Echo returns the underlying echo instance, for routes and middleware of
+// the application's own. Routes added there bypass the server's
+// authentication unless they use it explicitly.
+func (s *Server) Echo() *echo.Echo { return s.echo }
+
+// Metrics returns the metrics the server records into and serves.
+func (s *Server) Metrics() *Metrics { return s.metrics }
+
+// ServeHTTP serves one request: the server is an http.Handler, for
+// httptest or another server.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// Run listens on Config.Addr and serves until ctx ends or the process
+// receives SIGINT or SIGTERM (unless Config.NoSignals). It then shuts down
+// gracefully: it stops accepting connections, /readyz turns 503, and
+// in-flight requests run to completion (for at most ShutdownTimeout, after
+// which the remaining connections are closed and Run returns an error).
+// After a clean shutdown Run returns nil, so that main can exit 0.
+//
+// Run does not run the projection manager. Run both on one context, made
+// with SignalContext, so that one signal stops both, and wait for the
+// manager before exiting: each projection then commits or rolls back its
+// batch before the process ends.
+//
+//	ctx, stop := server.SignalContext(context.Background())
+//	defer stop()
+//	projections := make(chan error, 1)
+//	go func() { projections <- manager.Run(ctx) }()
+//	err := srv.Run(ctx) // returns once in-flight requests have finished
+//	stop()              // stops the manager too when Run failed by itself
+//	err = errors.Join(err, <-projections)
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// SignalContext returns a context that ends on SIGINT or SIGTERM, for Run
+// and the projection manager to share.
+func SignalContext(parent context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+}
+
+// Serve is Run on a listener of the caller's (for example one on port 0).
+// It closes ln. A Server serves once.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if !s.serving.CompareAndSwap(false, true) {
+		_ = ln.Close()
+		return errors.New("server: Serve called twice")
+	}
+	if !s.cfg.NoSignals {
+		var stop context.CancelFunc
+		ctx, stop = SignalContext(ctx)
+		defer stop()
+	}
+	s.log.Info("cairn: http server listening", "addr", ln.Addr().String())
+	served := make(chan error, 1)
+	go func() { served <- s.http.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("server: %w", err)
+	case <-ctx.Done():
+	}
+	s.draining.Store(true)
+	s.log.Info("cairn: http server shutting down; finishing in-flight requests", "timeout", s.cfg.ShutdownTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	err := s.http.Shutdown(shutdownCtx)
+	<-served // http.ErrServerClosed
+	if err != nil {
+		_ = s.http.Close()
+		return fmt.Errorf("server: shutdown: %w", err)
+	}
+	s.log.Info("cairn: http server stopped")
+	return nil
+}
+
+// Keys of values in echo's context.
+const (
+	requestIDKey = "cairn.request_id"
+	quietKey     = "cairn.quiet"
+)
+
+// RequestIDHeader carries the request ID: the client's, when it sends a
+// valid one (1 to 128 of A-Z a-z 0-9 - _ . : / + =), or a new UUIDv7.
+const RequestIDHeader = "X-Request-ID"
+
+func validRequestID(v string) bool {
+	if v == "" || len(v) > 128 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-_.:/+=", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+func requestIDOf(c echo.Context) string {
+	id, _ := c.Get(requestIDKey).(string)
+	return id
+}
+
+// validToken reports whether v is 1 to n printable ASCII characters.
+func validToken(v string, n int) bool {
+	if v == "" || len(v) > n {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// outer wraps every request: request ID, deadline, body limit, panic
+// recovery, error responses, metrics and the access log.
+func (s *Server) outer(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		req := c.Request()
+		rid := req.Header.Get(RequestIDHeader)
+		if !validRequestID(rid) || len(req.Header.Values(RequestIDHeader)) > 1 {
+			rid = uuid.Must(uuid.NewV7()).String()
+		}
+		c.Set(requestIDKey, rid)
+		h := c.Response().Header()
+		h.Set(RequestIDHeader, rid)
+		h.Set("X-Content-Type-Options", "nosniff")
+
+		ctx, cancel := context.WithTimeout(req.Context(), s.cfg.WriteTimeout)
+		defer cancel()
+		req = req.WithContext(ctx)
+		if req.Body != nil {
+			req.Body = http.MaxBytesReader(c.Response(), req.Body, s.cfg.BodyLimit)
+		}
+		c.SetRequest(req)
+
+		s.metrics.inFlight.Inc()
+		defer s.metrics.inFlight.Dec()
+
+		err := s.guard(c, next)
+		var p *Problem
+		if err != nil {
+			p = s.problemFor(err)
+			if werr := s.writeProblem(c, p); werr != nil {
+				s.log.Debug("cairn: writing a problem response failed", "request_id", rid, "error", werr)
+			}
+		}
+		status := c.Response().Status
+		if !c.Response().Committed && err == nil {
+			status = http.StatusOK
+		}
+		route := s.routeLabel(c)
+		elapsed := time.Since(start)
+		s.metrics.observeHTTP(route, req.Method, status, elapsed)
+		s.accessLog(c, route, status, elapsed, p)
+		return nil
+	}
+}
+
+// guard runs next, turning a panic into an error.
+func (s *Server) guard(c echo.Context, next echo.HandlerFunc) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if r == http.ErrAbortHandler {
+				panic(r)
+			}
+			err = &panicError{value: r, stack: debug.Stack()}
+		}
+	}()
+	return next(c)
+}
+
+// panicError is a recovered panic: a 500, logged with its stack.
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func (p *panicError) Error() string { return fmt.Sprintf("server: handler panicked: %v", p.value) }
+
+// routeLabel is the route template for metrics and logs: the matched
+// route, or "unmatched" so that random paths do not make new series.
+func (s *Server) routeLabel(c echo.Context) string {
+	path := c.Path()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.routes[c.Request().Method+" "+path] || s.opsPaths[path] {
+		return path
+	}
+	if path != "" {
+		for _, m := range []string{http.MethodGet, http.MethodPost} {
+			if s.routes[m+" "+path] {
+				return path // a 405 on a known route
+			}
+		}
+	}
+	return "unmatched"
+}
+
+func (s *Server) accessLog(c echo.Context, route string, status int, elapsed time.Duration, p *Problem) {
+	level := slog.LevelInfo
+	if quiet, _ := c.Get(quietKey).(bool); quiet && status < 500 {
+		level = slog.LevelDebug
+	}
+	attrs := []slog.Attr{
+		slog.String("request_id", requestIDOf(c)),
+		slog.String("method", c.Request().Method),
+		slog.String("route", route),
+		slog.Int("status", status),
+		slog.Duration("duration", elapsed),
+	}
+	if p != nil {
+		attrs = append(attrs, slog.String("problem", p.Type))
+		if p.Err != nil {
+			attrs = append(attrs, slog.Any("error", p.Err))
+			var pe *panicError
+			if errors.As(p.Err, &pe) {
+				attrs = append(attrs, slog.String("stack", string(pe.stack)))
+			}
+		}
+		switch {
+		case status == http.StatusServiceUnavailable:
+			level = slog.LevelWarn // the database, a deadline or a lagging read model: operational
+		case status >= 500:
+			level = slog.LevelError
+		}
+	}
+	if pr, ok := PrincipalFrom(c.Request().Context()); ok {
+		attrs = append(attrs, slog.String("principal", pr.Subject))
+	}
+	s.log.LogAttrs(c.Request().Context(), level, "cairn: http request", attrs...)
+}
+
+// addRoute records a mounted route for metrics labels.
+func (s *Server) addRoute(method, path string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.routes[method+" "+path] = true
+}
