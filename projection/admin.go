@@ -122,7 +122,8 @@ func (m *Manager) StatusAll(ctx context.Context) ([]Status, error) {
 }
 
 // Pause stops the projection from applying events (in whichever process
-// runs it) until Resume.
+// runs it) until Resume. It waits for a batch in flight to commit (or an
+// in-place rebuild to finish): once it returns, the model no longer changes.
 func (m *Manager) Pause(ctx context.Context, name string) error {
 	return m.setState(ctx, name, Paused)
 }
@@ -133,12 +134,23 @@ func (m *Manager) Resume(ctx context.Context, name string) error {
 	return m.setState(ctx, name, Running)
 }
 
+// setState changes the state under the write lock, which every batch holds
+// while it checks the state and commits: no batch is in flight across the
+// change.
 func (m *Manager) setState(ctx context.Context, name string, state State) error {
-	tag, err := m.pool.Exec(ctx, m.q.setState, name, state)
+	var found bool
+	err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		if err := writeLock(ctx, tx, m.schema, name); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, m.q.setState, name, state)
+		found = tag.RowsAffected() > 0
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("projection %s: %w", name, err)
 	}
-	if tag.RowsAffected() == 0 {
+	if !found {
 		return fmt.Errorf("%w: %q", ErrUnknownProjection, name)
 	}
 	return nil
@@ -162,7 +174,7 @@ func (m *Manager) Reset(ctx context.Context, name string) error {
 		if err := createModel(ctx, tx, name, r.p); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, "DELETE FROM "+m.schema+".dead_letters WHERE projection = $1", name); err != nil {
+		if _, err := tx.Exec(ctx, m.q.clearDeadLetters, name); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, m.q.setVersion, name, r.p.Version()); err != nil {
@@ -212,7 +224,9 @@ func (m *Manager) DeadLetters(ctx context.Context, name string) ([]DeadLetter, e
 // IDs, or every dead letter of the projection when none are given. Each
 // success removes its dead letter in the same transaction; the first
 // failure stops the retry, is recorded on its dead letter, and is returned.
-// It returns how many were applied.
+// A dead letter that is gone by the time its transaction holds the write
+// lock (a concurrent Retry applied it, a Reset or rebuild made it moot) is
+// skipped. It returns how many were applied.
 func (m *Manager) Retry(ctx context.Context, name string, ids ...int64) (int, error) {
 	r, err := m.lookup(name)
 	if err != nil {
@@ -239,31 +253,42 @@ func (m *Manager) Retry(ctx context.Context, name string, ids ...int64) (int, er
 		letters = append(letters, d)
 	}
 	slices.SortFunc(letters, func(a, b DeadLetter) int { return a.Position.Compare(b.Position) })
-	for i, d := range letters {
+	applied := 0
+	for _, d := range letters {
 		events, err := m.store.ReadStream(ctx, d.StreamID, eventstore.ReadStreamOptions{From: d.StreamVersion, Limit: 1})
 		if err != nil {
-			return i, err
+			return applied, err
 		}
 		if len(events) != 1 || events[0].ID != d.EventID {
-			return i, fmt.Errorf("projection %s: dead letter %d: event %s is no longer in the log", name, d.ID, d.EventID)
+			return applied, fmt.Errorf("projection %s: dead letter %d: event %s is no longer in the log", name, d.ID, d.EventID)
 		}
+		gone := false
 		err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
 			if err := writeLock(ctx, tx, m.schema, name); err != nil {
 				return err
 			}
+			// Claim the dead letter before applying it: under the write
+			// lock, only one retry can delete it.
+			tag, err := tx.Exec(ctx, m.q.deleteDeadLetter, d.ID)
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() == 0 {
+				gone = true
+				return nil
+			}
 			if err := useSchema(ctx, tx, name); err != nil {
 				return err
 			}
-			if err := applyEvents(ctx, tx, r.p, events); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, m.q.deleteDeadLetter, d.ID)
-			return err
+			return applyEvents(ctx, tx, r.p, events)
 		})
 		if err != nil {
 			_, _ = m.pool.Exec(ctx, m.q.touchDeadLetter, d.ID, err.Error())
-			return i, &ApplyError{Projection: name, Event: events[0], Attempts: d.Attempts + 1, Err: err}
+			return applied, &ApplyError{Projection: name, Event: events[0], Attempts: d.Attempts + 1, Err: err}
+		}
+		if !gone {
+			applied++
 		}
 	}
-	return len(letters), nil
+	return applied, nil
 }

@@ -20,10 +20,14 @@ import (
 var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // totals is a test read model: one row per stream with the sum of its
-// events' amounts and a count.
+// events' amounts (times scale, 1 when zero: a "v2 logic" knob) and a count.
+// fail is set before the projector is registered and never changed after
+// (runners call it concurrently); hooks that change behaviour mid-test read
+// atomics.
 type totals struct {
 	name    string
 	version int
+	scale   int64
 	fail    func(e eventstore.RecordedEvent) error // optional: inject failures
 }
 
@@ -43,6 +47,9 @@ func (p *totals) Apply(ctx context.Context, tx pgx.Tx, e eventstore.RecordedEven
 	var d struct{ Amount int64 }
 	if err := json.Unmarshal(e.Data, &d); err != nil {
 		return err
+	}
+	if p.scale != 0 {
+		d.Amount *= p.scale
 	}
 	_, err := tx.Exec(ctx, `INSERT INTO totals (stream_id, total, events) VALUES ($1, $2, 1)
 		ON CONFLICT (stream_id) DO UPDATE SET total = totals.total + excluded.total, events = totals.events + 1`, e.StreamID, d.Amount)

@@ -126,6 +126,9 @@ func (m *Manager) Register(p Projector, opts ...Option) error {
 	if err := ValidateName(p.Name()); err != nil {
 		return err
 	}
+	if p.Name() == m.schema {
+		return fmt.Errorf("%w: %q is the event store's schema", ErrInvalidName, p.Name())
+	}
 	if p.Version() < 1 {
 		return fmt.Errorf("%w: projection %s has version %d, want 1 or more", ErrInvalidName, p.Name(), p.Version())
 	}
@@ -182,7 +185,7 @@ func (m *Manager) lookup(name string) (*registered, error) {
 
 // controlQueries is the SQL over the control tables of one store schema.
 type controlQueries struct {
-	ensure, state, setState, fail, setVersion, deadLetter, deadLetters, deadLetterByID, deleteDeadLetter, touchDeadLetter, countDeadLetters, control string
+	ensure, state, setState, fail, setVersion, deadLetter, deadLetters, deadLetterByID, deleteDeadLetter, touchDeadLetter, countDeadLetters, clearDeadLetters, control string
 }
 
 func newControlQueries(schema string) controlQueries {
@@ -194,15 +197,16 @@ func newControlQueries(schema string) controlQueries {
 		fail:       r.Replace(`UPDATE {s}.projections SET state = 'failed', error = $2, failed_event_id = $3, failed_pos_tx = $4, failed_pos_seq = $5, updated_at = now() WHERE name = $1`),
 		setVersion: r.Replace(`UPDATE {s}.projections SET version = $2, updated_at = now() WHERE name = $1`),
 		deadLetter: r.Replace(`INSERT INTO {s}.dead_letters (projection, event_id, stream_id, stream_version, pos_tx, pos_seq, event_type, error, attempts, first_failed_at, last_failed_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
-			ON CONFLICT (projection, event_id) DO UPDATE SET error = excluded.error, attempts = {s}.dead_letters.attempts + excluded.attempts, last_failed_at = now()`),
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, clock_timestamp() - $10::bigint * interval '1 microsecond', clock_timestamp())
+			ON CONFLICT (projection, event_id) DO UPDATE SET error = excluded.error, attempts = {s}.dead_letters.attempts + excluded.attempts, last_failed_at = excluded.last_failed_at`),
 		deadLetters: r.Replace(`SELECT id, projection, event_id, stream_id, stream_version, pos_tx, pos_seq, event_type, error, attempts, first_failed_at, last_failed_at
 			FROM {s}.dead_letters WHERE projection = $1 ORDER BY pos_tx, pos_seq`),
 		deadLetterByID: r.Replace(`SELECT id, projection, event_id, stream_id, stream_version, pos_tx, pos_seq, event_type, error, attempts, first_failed_at, last_failed_at
 			FROM {s}.dead_letters WHERE projection = $1 AND id = $2`),
 		deleteDeadLetter: r.Replace(`DELETE FROM {s}.dead_letters WHERE id = $1`),
-		touchDeadLetter:  r.Replace(`UPDATE {s}.dead_letters SET error = $2, attempts = attempts + 1, last_failed_at = now() WHERE id = $1`),
+		touchDeadLetter:  r.Replace(`UPDATE {s}.dead_letters SET error = $2, attempts = attempts + 1, last_failed_at = clock_timestamp() WHERE id = $1`),
 		countDeadLetters: r.Replace(`SELECT count(*) FROM {s}.dead_letters WHERE projection = $1`),
+		clearDeadLetters: r.Replace(`DELETE FROM {s}.dead_letters WHERE projection = $1`),
 		control:          r.Replace(`SELECT version, state, error, failed_event_id, failed_pos_tx, failed_pos_seq, updated_at FROM {s}.projections WHERE name = $1`),
 	}
 }

@@ -45,7 +45,7 @@ func useSchema(ctx context.Context, tx pgx.Tx, schema string) error {
 // the log and the projector's tables, in tx.
 func createModel(ctx context.Context, tx pgx.Tx, schema string, p Projector) error {
 	q := quote(schema)
-	if _, err := tx.Exec(ctx, "DROP SCHEMA IF EXISTS "+q+" CASCADE"); err != nil {
+	if err := dropModel(ctx, tx, schema); err != nil {
 		return err
 	}
 	if _, err := tx.Exec(ctx, "CREATE SCHEMA "+q); err != nil {
@@ -70,6 +70,31 @@ func createModel(ctx context.Context, tx pgx.Tx, schema string, p Projector) err
 	}
 	if err := guard(func() error { return p.Setup(ctx, tx) }); err != nil {
 		return fmt.Errorf("projection %s: setup: %w", p.Name(), err)
+	}
+	return nil
+}
+
+// dropModel drops a read-model schema, if there is one. A schema of that
+// name without a checkpoint table is not a read model (someone else's
+// schema that the projection's name collides with) and is never dropped.
+func dropModel(ctx context.Context, q querier, schema string) error {
+	if err := ownedOrAbsent(ctx, q, schema); err != nil {
+		return err
+	}
+	_, err := q.Exec(ctx, "DROP SCHEMA IF EXISTS "+quote(schema)+" CASCADE")
+	return err
+}
+
+// ownedOrAbsent fails when schema exists and is not a read model.
+func ownedOrAbsent(ctx context.Context, q querier, schema string) error {
+	var foreign bool
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AND to_regclass($2) IS NULL`,
+		schema, quote(schema)+"."+checkpointTable).Scan(&foreign)
+	if err != nil {
+		return err
+	}
+	if foreign {
+		return fmt.Errorf("%w: schema %s exists and is not a read model (it has no %s table); refusing to replace it", ErrInvalidName, schema, checkpointTable)
 	}
 	return nil
 }

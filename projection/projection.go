@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -107,10 +108,16 @@ var (
 
 var namePattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,40}$`)
 
-// ValidateName checks a projection name.
+// ValidateName checks a projection name. Since the name is a schema the
+// manager drops and recreates, names of PostgreSQL's own schemas and of
+// another projection's rebuild schemas are refused.
 func ValidateName(name string) error {
 	if !namePattern.MatchString(name) {
 		return fmt.Errorf("%w: %q (want [a-z_][a-z0-9_]{0,40}, it names a schema)", ErrInvalidName, name)
+	}
+	if name == "public" || name == "information_schema" || strings.HasPrefix(name, "pg_") ||
+		strings.HasSuffix(name, "__shadow") || strings.HasSuffix(name, "__old") {
+		return fmt.Errorf("%w: %q is reserved (a system schema, or the suffix of a rebuild's schema)", ErrInvalidName, name)
 	}
 	return nil
 }

@@ -95,6 +95,9 @@ func (m *Manager) rebuild(ctx context.Context, conn *pgx.Conn, p Projector, opts
 		_, _ = conn.Exec(context.Background(), "SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
 	}()
 
+	if err := ownedOrAbsent(ctx, conn, p.Name()); err != nil {
+		return RebuildReport{}, fmt.Errorf("projection %s: rebuild: %w", p.Name(), err)
+	}
 	b := &builder{m: m, conn: conn, p: p, opts: opts, started: time.Now()}
 	total, err := m.store.CountLog(ctx, eventstore.Start, eventstore.ReadLogOptions{Types: p.EventTypes()})
 	if err != nil {
@@ -160,7 +163,7 @@ func (b *builder) shadow(ctx context.Context) (RebuildReport, error) {
 	swapped := false
 	defer func() {
 		if !swapped {
-			_, _ = b.conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+quote(shadow)+" CASCADE")
+			b.dropShadow()
 		}
 	}()
 
@@ -233,7 +236,7 @@ func (b *builder) shadow(ctx context.Context) (RebuildReport, error) {
 			report.Differences = diffs
 			return err
 		}
-		if _, err := tx.Exec(ctx, "DROP SCHEMA IF EXISTS "+quote(oldSchema(name))+" CASCADE"); err != nil {
+		if err := dropModel(ctx, tx, oldSchema(name)); err != nil {
 			return err
 		}
 		if _, ok, err := readCheckpoint(ctx, tx, name, false); err != nil {
@@ -250,6 +253,10 @@ func (b *builder) shadow(ctx context.Context) (RebuildReport, error) {
 			return err
 		}
 		if _, err := tx.Exec(ctx, b.m.q.setVersion, name, b.p.Version()); err != nil {
+			return err
+		}
+		// The new model applied every event, dead-lettered ones included.
+		if _, err := tx.Exec(ctx, b.m.q.clearDeadLetters, name); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", b.m.channel, name)
@@ -298,10 +305,43 @@ func (b *builder) inPlace(ctx context.Context) (RebuildReport, error) {
 		if _, err := tx.Exec(ctx, b.m.q.setVersion, name, b.p.Version()); err != nil {
 			return err
 		}
+		if _, err := tx.Exec(ctx, b.m.q.clearDeadLetters, name); err != nil {
+			return err
+		}
 		_, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", b.m.channel, name)
 		return err
 	})
 	return RebuildReport{Mode: "in-place", Events: b.done, Position: pos, Swapped: err == nil}, err
+}
+
+// dropShadow removes the shadow copy of a rebuild that did not swap. An
+// interrupted rebuild usually lost its connection too (pgx closes a
+// connection whose context ends mid-query), and its rebuild lock with it;
+// then the copy is dropped from another session, under the rebuild lock so
+// that a newer rebuild's copy is never dropped.
+func (b *builder) dropShadow() {
+	drop := "DROP SCHEMA IF EXISTS " + quote(shadowSchema(b.p.Name())) + " CASCADE"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if !b.conn.IsClosed() {
+		if _, err := b.conn.Exec(ctx, drop); err == nil {
+			return
+		}
+	}
+	// A connection of its own: closing it releases the lock whatever fails.
+	conn, err := pgx.ConnectConfig(ctx, b.m.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return
+	}
+	defer conn.Close(context.Background())
+	// The dead session's backend may take a moment to go, releasing its
+	// lock; a live rebuild holding the lock longer keeps its copy.
+	lockCtx, lockCancel := context.WithTimeout(ctx, 5*time.Second)
+	defer lockCancel()
+	if _, err := conn.Exec(lockCtx, "SELECT pg_advisory_lock(hashtextextended($1, 0))", lockKey("rebuild", b.m.schema, b.p.Name())); err != nil {
+		return
+	}
+	_, _ = conn.Exec(ctx, drop)
 }
 
 // compareSchemas compares every table of two read-model schemas row by row

@@ -166,9 +166,14 @@ func (m *Manager) follow(ctx context.Context, conn *pgx.Conn, r *registered) err
 			return nil
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
-			// Nothing was consumed; the subscription stays usable.
+			// Nothing was consumed; the subscription stays usable. With
+			// nothing to apply, a moved checkpoint (a reset) would go
+			// unnoticed until the next event: look for one.
 			if running, err := m.isRunning(ctx, conn, p.Name()); err != nil || !running {
 				return errNotRunning
+			}
+			if now, ok, err := readCheckpoint(ctx, conn, p.Name(), false); err != nil || !ok || now.Position != pos || now.Version != p.Version() {
+				return errMoved
 			}
 			continue
 		}
@@ -188,28 +193,35 @@ func (m *Manager) isRunning(ctx context.Context, conn *pgx.Conn, name string) (b
 	return state == Running, err
 }
 
-// applyWithPolicy applies a batch with retries. When the batch keeps
-// failing it applies its events one at a time, so that the events before
-// the failing one commit and only that one meets the failure policy.
+// applyWithPolicy applies a batch in one transaction. When that fails it
+// applies the batch's events one at a time, each with the retry policy, so
+// that the events before the failing one commit and only that one meets the
+// failure policy. The batch itself is tried once: retrying it too would
+// attempt a failing event twice Retry.MaxAttempts times.
 func (m *Manager) applyWithPolicy(ctx context.Context, conn *pgx.Conn, r *registered, pos eventstore.Position, batch []eventstore.RecordedEvent) error {
-	err := m.retry(ctx, func() error { return m.applyTx(ctx, conn, r.p, r.p.Name(), true, pos, batch) })
-	if err == nil || isControl(err) || ctx.Err() != nil {
-		return err
-	}
 	if len(batch) > 1 {
+		err := m.applyTx(ctx, conn, r.p, r.p.Name(), true, pos, batch)
+		if err == nil || isControl(err) || ctx.Err() != nil {
+			return err
+		}
 		m.log.Warn("cairn: batch failed; applying its events one by one", "projection", r.p.Name(), "error", err)
 	}
 	for _, e := range batch {
 		attempts := 0
+		var firstFailed time.Time
 		err := m.retry(ctx, func() error {
 			attempts++
-			return m.applyTx(ctx, conn, r.p, r.p.Name(), true, pos, []eventstore.RecordedEvent{e})
+			err := m.applyTx(ctx, conn, r.p, r.p.Name(), true, pos, []eventstore.RecordedEvent{e})
+			if err != nil && firstFailed.IsZero() {
+				firstFailed = time.Now()
+			}
+			return err
 		})
 		if isControl(err) || ctx.Err() != nil {
 			return err
 		}
 		if err != nil {
-			if err := m.giveUp(ctx, conn, r, pos, e, attempts, err); err != nil {
+			if err := m.giveUp(ctx, conn, r, pos, e, attempts, time.Since(firstFailed), err); err != nil {
 				return err
 			}
 		}
@@ -237,8 +249,9 @@ func (m *Manager) retry(ctx context.Context, fn func() error) error {
 	}
 }
 
-// giveUp applies the failure policy to an event that kept failing.
-func (m *Manager) giveUp(ctx context.Context, conn *pgx.Conn, r *registered, pos eventstore.Position, e eventstore.RecordedEvent, attempts int, cause error) error {
+// giveUp applies the failure policy to an event that kept failing; since is
+// the time since its first failed attempt.
+func (m *Manager) giveUp(ctx context.Context, conn *pgx.Conn, r *registered, pos eventstore.Position, e eventstore.RecordedEvent, attempts int, since time.Duration, cause error) error {
 	p := r.p
 	failure := &ApplyError{Projection: p.Name(), Event: e, Attempts: attempts, Err: cause}
 	if r.policy == PolicyDeadLetter {
@@ -258,7 +271,7 @@ func (m *Manager) giveUp(ctx context.Context, conn *pgx.Conn, r *registered, pos
 				return errMoved
 			}
 			if _, err := tx.Exec(ctx, m.q.deadLetter, p.Name(), e.ID, e.StreamID, e.Version, e.Position.Tx, int64(e.Position.Seq),
-				e.Type, cause.Error(), attempts, time.Now()); err != nil {
+				e.Type, cause.Error(), attempts, since.Microseconds()); err != nil {
 				return err
 			}
 			if err := advance(ctx, tx, []eventstore.RecordedEvent{e}); err != nil {
