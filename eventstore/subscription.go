@@ -81,8 +81,8 @@ func (s *Subscription) NextBatch(ctx context.Context) ([]RecordedEvent, error) {
 	}
 	// After a wake-up that finds nothing new, the writer's events can be
 	// held back by an older transaction still in flight; retry soon, backing
-	// off towards the safety-net interval.
-	const firstRetry = time.Millisecond
+	// off to at most maxRetry until something is delivered.
+	const firstRetry, maxRetry = time.Millisecond, 100 * time.Millisecond
 	retry := time.Duration(0)
 	for {
 		select {
@@ -101,7 +101,7 @@ func (s *Subscription) NextBatch(ctx context.Context) ([]RecordedEvent, error) {
 		wait := s.opts.PollInterval
 		if retry > 0 {
 			wait = min(retry, s.opts.PollInterval)
-			retry *= 2
+			retry = min(2*retry, maxRetry)
 		}
 		t := time.NewTimer(wait)
 		select {

@@ -89,7 +89,10 @@ func TestZeroDowntimeRebuildWhileWritersAppend(t *testing.T) {
 	require.Equal(t, "shadow", rep.Mode)
 	require.True(t, rep.Swapped)
 	require.Greater(t, batches.Load(), int64(5))
-	require.Greater(t, rep.Events, int64(300))
+	// How many of the concurrent appends the rebuild itself saw depends on timing
+	// (other transactions in the cluster can hold them back); correctness is
+	// checked below against the final log.
+	require.GreaterOrEqual(t, rep.Events, int64(300))
 	require.Positive(t, duringRebuild, "no write landed during the rebuild")
 	requireNoLeftoverSchemas(t, e, p.Name())
 

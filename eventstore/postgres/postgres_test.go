@@ -45,8 +45,10 @@ func TestHorizonHoldsReadersBackUntilOlderTransactionEnds(t *testing.T) {
 	s := newStore(t)
 	pool := pgtest.Pool(t, 4)
 
-	_, err := s.Append(ctx, "order-1", eventstore.NoStream, []eventstore.Event{{Type: "Before"}})
+	before, err := s.Append(ctx, "order-1", eventstore.NoStream, []eventstore.Event{{Type: "Before"}})
 	require.NoError(t, err)
+	// Other tests' transactions may hold it back for a moment too.
+	storetest.AwaitReadable(t, ctx, s, before.Position)
 
 	blocker, err := pool.Begin(ctx)
 	require.NoError(t, err)

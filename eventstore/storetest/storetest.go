@@ -152,7 +152,29 @@ func mustAppend(t *testing.T, ctx context.Context, s eventstore.Store, streamID 
 	t.Helper()
 	res, err := s.Append(ctx, streamID, expected, events, opts...)
 	require.NoError(t, err, "append to %q", streamID)
+	AwaitReadable(t, ctx, s, res.Position)
 	return res
+}
+
+// AwaitReadable waits until the log can be read up to pos. A store may hold
+// a committed append back from log readers while an older transaction is
+// still in flight (the PostgreSQL store does, anywhere in the cluster: that
+// is how it keeps one total order); stream reads are never held back. Tests
+// that read the log right after appending call this first.
+func AwaitReadable(t testing.TB, ctx context.Context, s eventstore.LogReader, pos eventstore.Position) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		h, err := s.Head(ctx)
+		require.NoError(t, err, "head")
+		if !h.Before(pos) {
+			return
+		}
+		if time.Now().After(deadline) {
+			require.Failf(t, "log not readable", "head %s has not reached %s after 30s", h, pos)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 func readStream(t *testing.T, ctx context.Context, s eventstore.Store, streamID string, opts eventstore.ReadStreamOptions) []eventstore.RecordedEvent {
