@@ -32,6 +32,9 @@ var pairs = []pair{
 	{"Dispatch/dispatch", "Dispatch/raw-insert", "command dispatched end to end vs raw pgx INSERT of its event"},
 	{"Rebuild/per-event", "Rebuild/copy-baseline", "rebuild, per-event upserts vs COPY of the same rows (goal ≥ 0.25)"},
 	{"Rebuild/batch", "Rebuild/copy-baseline", "rebuild, batch projector vs COPY of the same rows (goal ≥ 0.40)"},
+	{"HTTPGetByID/framework", "HTTPGetByID/bare", "HTTP GET by ID, server.Query route vs bare echo+pgx, 8 clients (goal ≥ 0.90)"},
+	{"HTTPList/framework", "HTTPList/bare", "HTTP page of 20 (query.List) vs bare echo+pgx, same SQL, 8 clients (goal ≥ 0.90)"},
+	{"HTTPCommand/post", "HTTPCommand/append", "HTTP POST command end to end vs raw store.Append of one event, 8 clients"},
 }
 
 var line = regexp.MustCompile(`^Benchmark(\S+?)(-\d+)?\s+\d+\s+([\d.]+) ns/op`)
