@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"math"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -95,6 +96,13 @@ func (s *Store) Append(ctx context.Context, streamID string, expected eventstore
 	args, err := appendArgs(streamID, expected, events, o.Command)
 	if err != nil {
 		return eventstore.AppendResult{}, err
+	}
+	if res, ok, err := s.appendFast(ctx, streamID, expected, len(events), args); ok || err != nil {
+		if ok {
+			s.local.Broadcast()
+			s.notify.poke()
+		}
+		return res, err
 	}
 	var (
 		status               string
@@ -215,21 +223,24 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, opts eventstore
 	if limit <= 0 {
 		limit = -1 // LIMIT ALL
 	}
-	var rows pgx.Rows
-	var err error
-	if opts.Direction == eventstore.Backward {
-		from := opts.From
-		if from <= 0 {
-			from = 1<<63 - 1
+	read := func() ([]eventstore.RecordedEvent, error) {
+		var rows pgx.Rows
+		var err error
+		if opts.Direction == eventstore.Backward {
+			from := opts.From
+			if from <= 0 {
+				from = 1<<63 - 1
+			}
+			rows, err = s.pool.Query(ctx, s.q.readBackward, streamID, from, nullableLimit(limit))
+		} else {
+			rows, err = s.pool.Query(ctx, s.q.readForward, streamID, opts.From, nullableLimit(limit))
 		}
-		rows, err = s.pool.Query(ctx, s.q.readBackward, streamID, from, nullableLimit(limit))
-	} else {
-		rows, err = s.pool.Query(ctx, s.q.readForward, streamID, opts.From, nullableLimit(limit))
+		if err != nil {
+			return nil, err
+		}
+		return scanEvents(rows, int(min(max(limit, 0), 1024)))
 	}
-	if err != nil {
-		return nil, fmt.Errorf("postgres: reading stream %q: %w", streamID, err)
-	}
-	events, err := scanEvents(rows)
+	events, err := read()
 	if err != nil {
 		return nil, fmt.Errorf("postgres: reading stream %q: %w", streamID, err)
 	}
@@ -240,6 +251,11 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, opts eventstore
 		}
 		if !exists {
 			return nil, &eventstore.StreamNotFoundError{StreamID: streamID}
+		}
+		// The stream may have been created between the two statements:
+		// read again, now that it is known to exist.
+		if events, err = read(); err != nil {
+			return nil, fmt.Errorf("postgres: reading stream %q: %w", streamID, err)
 		}
 	}
 	return events, nil
@@ -265,7 +281,7 @@ func (s *Store) ReadLog(ctx context.Context, after eventstore.Position, opts eve
 	if err != nil {
 		return nil, fmt.Errorf("postgres: reading the log: %w", err)
 	}
-	events, err := scanEvents(rows)
+	events, err := scanEvents(rows, limit)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: reading the log: %w", err)
 	}
@@ -384,9 +400,11 @@ func (s *Store) HeldBackBy(ctx context.Context) ([]Holder, error) {
 	})
 }
 
-func scanEvents(rows pgx.Rows) ([]eventstore.RecordedEvent, error) {
+// scanEvents reads events from rows; capHint sizes the result (the query's
+// limit, or 0 when unknown).
+func scanEvents(rows pgx.Rows, capHint int) ([]eventstore.RecordedEvent, error) {
 	defer rows.Close()
-	var out []eventstore.RecordedEvent
+	out := make([]eventstore.RecordedEvent, 0, capHint)
 	for rows.Next() {
 		var e eventstore.RecordedEvent
 		var seq int64
@@ -398,7 +416,8 @@ func scanEvents(rows pgx.Rows) ([]eventstore.RecordedEvent, error) {
 		}
 		e.Position.Seq = uint64(seq)
 		e.Data = json.RawMessage(data)
-		if string(meta) != "{}" {
+		if string(meta) != "{}" && !decodeMetadata(meta, &e.Metadata) {
+			e.Metadata = eventstore.Metadata{}
 			if err := json.Unmarshal(meta, &e.Metadata); err != nil {
 				return nil, fmt.Errorf("decoding metadata of event %s: %w", e.ID, err)
 			}
@@ -407,4 +426,132 @@ func scanEvents(rows pgx.Rows) ([]eventstore.RecordedEvent, error) {
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// decodeMetadata decodes the common shape of stored metadata, as
+// PostgreSQL prints a jsonb object, without encoding/json: an object whose
+// keys are the Metadata field names and whose values are strings (an
+// object of strings for extra), with no escapes. It reports false, leaving
+// m in an unspecified state, for anything else, which the caller then
+// decodes with json.Unmarshal: the result is the same either way.
+func decodeMetadata(b []byte, m *eventstore.Metadata) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			if !utf8.Valid(b) {
+				return false // json.Unmarshal replaces invalid UTF-8
+			}
+			break
+		}
+	}
+	d := metaDecoder{b: b}
+	if !d.consume('{') {
+		return false
+	}
+	if d.consume('}') {
+		return d.end()
+	}
+	for {
+		key, ok := d.str()
+		if !ok || !d.consume(':') {
+			return false
+		}
+		switch string(key) {
+		case "correlation_id", "causation_id", "command_id":
+			v, ok := d.str()
+			if !ok {
+				return false
+			}
+			switch string(key) {
+			case "correlation_id":
+				m.CorrelationID = string(v)
+			case "causation_id":
+				m.CausationID = string(v)
+			default:
+				m.CommandID = string(v)
+			}
+		case "extra":
+			if !d.consume('{') {
+				return false
+			}
+			if m.Extra == nil {
+				m.Extra = map[string]string{}
+			}
+			if !d.consume('}') {
+				for {
+					k, ok := d.str()
+					if !ok || !d.consume(':') {
+						return false
+					}
+					v, ok := d.str()
+					if !ok {
+						return false
+					}
+					m.Extra[string(k)] = string(v)
+					if d.consume('}') {
+						break
+					}
+					if !d.consume(',') {
+						return false
+					}
+				}
+			}
+		default:
+			return false // unknown or differently cased keys: json's rules
+		}
+		if d.consume('}') {
+			return d.end()
+		}
+		if !d.consume(',') {
+			return false
+		}
+	}
+}
+
+type metaDecoder struct {
+	b []byte
+	i int
+}
+
+func (d *metaDecoder) skipSpace() {
+	for d.i < len(d.b) {
+		switch d.b[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+// consume skips white space and then c, if c is next.
+func (d *metaDecoder) consume(c byte) bool {
+	d.skipSpace()
+	if d.i < len(d.b) && d.b[d.i] == c {
+		d.i++
+		return true
+	}
+	return false
+}
+
+// str reads a string without escapes or control characters.
+func (d *metaDecoder) str() ([]byte, bool) {
+	if !d.consume('"') {
+		return nil, false
+	}
+	for j := d.i; j < len(d.b); j++ {
+		switch c := d.b[j]; {
+		case c == '"':
+			s := d.b[d.i:j]
+			d.i = j + 1
+			return s, true
+		case c == '\\' || c < 0x20:
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+func (d *metaDecoder) end() bool {
+	d.skipSpace()
+	return d.i == len(d.b)
 }

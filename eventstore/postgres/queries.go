@@ -21,6 +21,7 @@ const eventColumns = "event_id, stream_id, version, tx, seq, type, schema_versio
 type queries struct {
 	schema         string
 	append         string
+	fastAppend     string
 	existing       string
 	readForward    string
 	readBackward   string
@@ -35,7 +36,8 @@ type queries struct {
 func newQueries(schema string) queries {
 	r := strings.NewReplacer("{s}", schema, "{cols}", eventColumns, "{horizon}", horizon)
 	return queries{
-		schema: schema,
+		schema:     schema,
+		fastAppend: fastAppendQuery(schema),
 		append: r.Replace(`SELECT status, stream_id, current_version, first_version, last_version, pos_tx, pos_seq
 			FROM {s}.append($1, $2, $3, $4, $5, $6, $7::jsonb[], $8::jsonb[], $9, $10, $11)`),
 		existing: r.Replace(`SELECT count(*) FILTER (WHERE stream_id = $2), count(*),

@@ -166,15 +166,34 @@ func runProofWriter(ctx context.Context, s eventstore.Store, w, perWriter int) (
 		}
 		size = min(size, perWriter-n)
 		stream, expected := fmt.Sprintf("fresh-w%ds%d", w, k), eventstore.NoStream
-		if rng.IntN(4) == 0 {
+		contended := false
+		switch rng.IntN(8) {
+		case 0, 1:
 			stream, expected = fmt.Sprintf("hot-%d", rng.IntN(proofHotStreams)), eventstore.Any
+		case 2:
+			// Read-then-write with an exact version on a shared stream,
+			// retried on conflict: concurrent writers of one version.
+			stream, contended = fmt.Sprintf("exact-%d", rng.IntN(proofHotStreams/2)), true
 		}
 		events := make([]eventstore.Event, size)
 		for i := range events {
 			data, _ := json.Marshal(proofData{W: w, N: n + i})
 			events[i] = eventstore.Event{ID: uuid.Must(uuid.NewV7()), Type: "ProofTick", Data: data}
 		}
-		res, err := s.Append(ctx, stream, expected, events)
+		var res eventstore.AppendResult
+		var err error
+		for attempt := 0; ; attempt++ {
+			if contended {
+				expected, err = currentVersion(ctx, s, stream)
+				if err != nil {
+					return out, err
+				}
+			}
+			res, err = s.Append(ctx, stream, expected, events)
+			if !contended || !errors.Is(err, eventstore.ErrConcurrency) || attempt > 1000 {
+				break
+			}
+		}
 		if err != nil {
 			return out, fmt.Errorf("writer %d, append %d to %q: %w", w, k, stream, err)
 		}
@@ -185,6 +204,18 @@ func runProofWriter(ctx context.Context, s eventstore.Store, w, perWriter int) (
 		n += size
 	}
 	return out, nil
+}
+
+// currentVersion reads a stream's last version as an expected version.
+func currentVersion(ctx context.Context, s eventstore.Store, stream string) (eventstore.ExpectedVersion, error) {
+	last, err := s.ReadStream(ctx, stream, eventstore.ReadStreamOptions{Direction: eventstore.Backward, Limit: 1})
+	if errors.Is(err, eventstore.ErrStreamNotFound) {
+		return eventstore.NoStream, nil
+	}
+	if err != nil {
+		return eventstore.Any, err
+	}
+	return eventstore.Exact(last[0].Version), nil
 }
 
 // runProofSubscriber follows the log from Start until it has total events.
