@@ -37,7 +37,19 @@ var pairs = []pair{
 	{"HTTPCommand/post", "HTTPCommand/append", "HTTP POST command end to end vs raw store.Append of one event, 8 clients"},
 }
 
-var line = regexp.MustCompile(`^Benchmark(\S+?)(-\d+)?\s+\d+\s+([\d.]+) ns/op`)
+// figure names a custom metric worth printing as it is (latencies).
+type figure struct {
+	benchmark, unit, note string
+}
+
+var figures = []figure{
+	{"LiveLag/cairn", "p50-ms", "live lag, commit to read model, p50 (ms)"},
+	{"LiveLag/cairn", "p99-ms", "live lag, commit to read model, p99 (ms; goal < 50)"},
+	{"LiveLag/raw-insert-notify", "p99-ms", "baseline: raw INSERT + NOTIFY round trip, p99 (ms)"},
+	{"LiveLag/cairn", "p99-x-raw", "live lag p99 ÷ raw INSERT + NOTIFY p99"},
+}
+
+var line = regexp.MustCompile(`^Benchmark(\S+?)(-\d+)?\s+\d+\s+(.*)$`)
 
 func main() {
 	if len(os.Args) != 2 {
@@ -50,7 +62,8 @@ func main() {
 		os.Exit(1)
 	}
 	defer f.Close()
-	samples := map[string][]float64{}
+	// samples[benchmark][unit] holds every run's value.
+	samples := map[string]map[string][]float64{}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -58,19 +71,33 @@ func main() {
 		if m == nil {
 			continue
 		}
-		ns, err := strconv.ParseFloat(m[3], 64)
-		if err == nil {
-			samples[m[1]] = append(samples[m[1]], ns)
+		fields := strings.Fields(m[3])
+		for i := 0; i+1 < len(fields); i += 2 {
+			v, err := strconv.ParseFloat(fields[i], 64)
+			if err != nil {
+				continue
+			}
+			if samples[m[1]] == nil {
+				samples[m[1]] = map[string][]float64{}
+			}
+			samples[m[1]][fields[i+1]] = append(samples[m[1]][fields[i+1]], v)
 		}
 	}
 	fmt.Println("ratio  = baseline ns/op ÷ subject ns/op (median of runs; 1.00 = as fast as the baseline)")
 	fmt.Printf("%-7s %-5s %s\n", "ratio", "runs", "comparison")
 	for _, p := range pairs {
-		s, b := samples[p.subject], samples[p.baseline]
+		s, b := samples[p.subject]["ns/op"], samples[p.baseline]["ns/op"]
 		if len(s) == 0 || len(b) == 0 {
 			continue
 		}
 		fmt.Printf("%-7.2f %-5d %s\n", median(b)/median(s), min(len(s), len(b)), p.note)
+	}
+	for _, f := range figures {
+		v := samples[f.benchmark][f.unit]
+		if len(v) == 0 {
+			continue
+		}
+		fmt.Printf("%-7.2f %-5d %s\n", median(v), len(v), f.note)
 	}
 	fmt.Println(strings.Repeat("-", 60))
 }
