@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -58,7 +59,10 @@ import (
 //
 // The load generator, the server and PostgreSQL share the machine: on a
 // small one the figures are CPU-bound and the generator's own cost is part
-// of every request, for the framework and the baseline alike.
+// of every request, for the framework and the baseline alike. cpu-us/op,
+// the process's CPU time per request (clients and server, not PostgreSQL),
+// is steadier than wall time when other work competes for the machine; its
+// difference between a subject and its baseline is the subject's overhead.
 //
 //	go test -run '^$' -bench HTTP -count 3 ./server/ | tee bench.out
 //	go run ./internal/benchratio bench.out
@@ -375,7 +379,8 @@ func do(client *http.Client, req *http.Request, want int) error {
 // is a closed loop of benchClients clients sending back to back; otherwise
 // an open loop that starts request i at i*interval after the start, with up
 // to benchOpenLoopWorkers in flight. It reports the rate achieved in unit
-// (e.g. "requests/s"), p50-ms and p99-ms, and returns the rate.
+// (e.g. "requests/s"), the process's CPU time per request (cpu-us/op),
+// p50-ms and p99-ms, and returns the rate.
 func runLoad(b *testing.B, interval time.Duration, unit string, send sender) float64 {
 	workers := benchClients
 	if interval > 0 {
@@ -390,6 +395,7 @@ func runLoad(b *testing.B, interval time.Duration, unit string, send sender) flo
 		errOnce sync.Once
 		failure error
 	)
+	cpu0 := processCPU()
 	b.ResetTimer()
 	start := time.Now()
 	for range workers {
@@ -418,13 +424,27 @@ func runLoad(b *testing.B, interval time.Duration, unit string, send sender) flo
 	}
 	wg.Wait()
 	b.StopTimer()
+	cpu := processCPU() - cpu0
 	if failure != nil {
 		b.Fatal(failure)
 	}
 	rate := float64(b.N) / b.Elapsed().Seconds()
 	b.ReportMetric(rate, unit)
+	b.ReportMetric(float64(cpu)/float64(time.Microsecond)/float64(b.N), "cpu-us/op")
 	reportPercentiles(b, lat)
 	return rate
+}
+
+// processCPU is the CPU time (user and system) the process has used: the
+// clients' and the server's, not PostgreSQL's. Unlike wall time it hardly
+// depends on what else the machine runs, and the clients' share is the
+// same for a subject and its baseline.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func reportPercentiles(b *testing.B, lat []time.Duration) {
