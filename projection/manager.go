@@ -55,9 +55,20 @@ type Option func(*registered)
 // WithPolicy sets the failure policy of one projection.
 func WithPolicy(p Policy) Option { return func(r *registered) { r.policy = p } }
 
+// WithoutPipelining makes a plain Projector's Apply wait for every
+// statement, even within a batch of events: for a projector that reads the
+// CommandTag Exec returns (RowsAffected), which pipelined statements do not
+// have yet. By default, when the manager applies several events in one
+// transaction (catching up, rebuilding), a plain Projector's Exec calls are
+// pipelined: queued and sent together, one round trip for many statements.
+// Queries still see the statements before them. BatchProjector.ApplyBatch
+// is never pipelined, nor is a batch of one event.
+func WithoutPipelining() Option { return func(r *registered) { r.sequential = true } }
+
 type registered struct {
-	p      Projector
-	policy Policy
+	p          Projector
+	policy     Policy
+	sequential bool // WithoutPipelining
 }
 
 // Manager runs and administers projections over a PostgreSQL event store:

@@ -177,11 +177,25 @@ func applyEvents(ctx context.Context, tx pgx.Tx, p Projector, events []eventstor
 	})
 }
 
+// pipelines reports whether a batch of n events is applied to p through a
+// pipeTx: when p is a plain Projector registered without WithoutPipelining
+// and there is more than one event. A lone event (and so every event a
+// failed batch is retried as) is applied without pipelining.
+func (m *Manager) pipelines(p Projector, n int) bool {
+	if _, batch := p.(BatchProjector); batch || n < 2 {
+		return false
+	}
+	r, err := m.lookup(p.Name())
+	return err == nil && !r.sequential
+}
+
 // applyTx applies events to the model in schema and moves its checkpoint
 // past them, in one transaction on conn, provided the checkpoint is still at
 // expect. For the live model it also takes the write lock, checks that the
 // projection is running, and notifies read-your-writes waiters at commit.
-func (m *Manager) applyTx(ctx context.Context, conn *pgx.Conn, p Projector, schema string, live bool, expect eventstore.Position, events []eventstore.RecordedEvent) error {
+// With pipe, the projector's Exec calls, the checkpoint's update and the
+// notification are pipelined (see pipeTx).
+func (m *Manager) applyTx(ctx context.Context, conn *pgx.Conn, p Projector, schema string, live, pipe bool, expect eventstore.Position, events []eventstore.RecordedEvent) error {
 	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if live {
 			if err := writeLock(ctx, tx, m.schema, p.Name()); err != nil {
@@ -205,15 +219,26 @@ func (m *Manager) applyTx(ctx context.Context, conn *pgx.Conn, p Projector, sche
 		if !ok || cp.Position != expect || cp.Version != p.Version() {
 			return errMoved
 		}
-		if err := applyEvents(ctx, tx, p, events); err != nil {
+		w := pgx.Tx(tx)
+		var pt *pipeTx
+		if pipe {
+			pt = newPipeTx(tx)
+			w = pt
+		}
+		if err := applyEvents(ctx, w, p, events); err != nil {
 			return err
 		}
-		if err := advance(ctx, tx, events); err != nil {
+		if err := advance(ctx, w, events); err != nil {
 			return err
 		}
 		if live {
-			_, err = tx.Exec(ctx, "SELECT pg_notify($1, $2)", m.channel, p.Name())
+			if _, err := w.Exec(ctx, "SELECT pg_notify($1, $2)", m.channel, p.Name()); err != nil {
+				return err
+			}
 		}
-		return err
+		if pt != nil {
+			return pt.flush(ctx)
+		}
+		return nil
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -99,12 +100,23 @@ func (m *Manager) rebuild(ctx context.Context, conn *pgx.Conn, p Projector, opts
 		return RebuildReport{}, fmt.Errorf("projection %s: rebuild: %w", p.Name(), err)
 	}
 	b := &builder{m: m, conn: conn, p: p, opts: opts, started: time.Now()}
-	total, err := m.store.CountLog(ctx, eventstore.Start, eventstore.ReadLogOptions{Types: p.EventTypes()})
-	if err != nil {
-		return RebuildReport{}, err
+	if opts.Progress != nil {
+		// Only progress reports need the total; it is counted beside the
+		// first batches rather than before them.
+		countCtx, cancelCount := context.WithCancel(ctx)
+		var counting sync.WaitGroup
+		defer func() { cancelCount(); counting.Wait() }()
+		b.counted = make(chan int64, 1)
+		counting.Go(func() {
+			total, err := m.store.CountLog(countCtx, eventstore.Start, eventstore.ReadLogOptions{Types: p.EventTypes()})
+			if err != nil && countCtx.Err() == nil {
+				m.log.Warn("cairn: counting a rebuild's events failed", "projection", p.Name(), "error", err)
+			}
+			b.counted <- total
+		})
 	}
-	b.total = total
 	var report RebuildReport
+	var err error
 	if opts.InPlace && !opts.Verify {
 		report, err = b.inPlace(ctx)
 	} else {
@@ -125,14 +137,21 @@ type builder struct {
 	p       Projector
 	opts    RebuildOptions
 	started time.Time
-	total   int64
+	counted chan int64 // the total, once counted; only with a Progress callback
+	total   int64      // received from counted by the first report
 	done    int64
 }
 
 func (b *builder) progress() {
-	if b.opts.Progress != nil {
-		b.opts.Progress(Progress{Projection: b.p.Name(), Done: b.done, Total: max(b.total, b.done), Elapsed: time.Since(b.started)})
+	if b.opts.Progress == nil {
+		return
 	}
+	if b.counted != nil {
+		// The first report waits for the count, started with the rebuild.
+		b.total = <-b.counted
+		b.counted = nil
+	}
+	b.opts.Progress(Progress{Projection: b.p.Name(), Done: b.done, Total: max(b.total, b.done), Elapsed: time.Since(b.started)})
 }
 
 // readAfter reads the projector's next batch after pos; with a bound, only
@@ -148,6 +167,43 @@ func (b *builder) readAfter(ctx context.Context, pos eventstore.Position, until 
 		}
 	}
 	return events, nil
+}
+
+// page is one batch read ahead, or the error that ended the reading.
+type page struct {
+	events []eventstore.RecordedEvent
+	err    error
+}
+
+// readAhead reads the projector's batches after pos (up to until, when
+// set) in a goroutine of its own, on the store's pool, one batch ahead of
+// the caller: while the caller applies a batch, the next one is read. The
+// channel closes after the last batch (the log read to its end, or until),
+// after an error, or when ctx ends; stop ends the reading and waits for it.
+func (b *builder) readAhead(ctx context.Context, pos eventstore.Position, until *eventstore.Position) (pages <-chan page, stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	ch := make(chan page) // unbuffered: one batch applied, one read, no more
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(ch)
+		for {
+			events, err := b.readAfter(ctx, pos, until)
+			if err == nil && len(events) == 0 {
+				return
+			}
+			select {
+			case ch <- page{events: events, err: err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+			pos = events[len(events)-1].Position
+		}
+	}()
+	return ch, func() { cancel(); <-done }
 }
 
 // shadow builds the model in the shadow schema in batches of their own
@@ -180,20 +236,30 @@ func (b *builder) shadow(ctx context.Context) (RebuildReport, error) {
 	}
 
 	pos := eventstore.Start
-	for {
-		events, err := b.readAfter(ctx, pos, until)
+	pages, stop := b.readAhead(ctx, pos, until)
+	defer stop()
+	for pg := range pages {
+		if pg.err != nil {
+			return RebuildReport{}, pg.err
+		}
+		err := b.m.applyTx(ctx, b.conn, b.p, shadow, false, b.m.pipelines(b.p, len(pg.events)), pos, pg.events)
+		if err != nil && ctx.Err() == nil && b.m.pipelines(b.p, len(pg.events)) {
+			// A statement failed in the pipeline: apply the batch again,
+			// waiting for each statement, so that a projector relying on
+			// what pipelining withholds (CommandTag) still works, and a
+			// genuine failure is reported where it happens.
+			b.m.log.Warn("cairn: pipelined rebuild batch failed; applying it without pipelining", "projection", b.p.Name(), "error", err)
+			err = b.m.applyTx(ctx, b.conn, b.p, shadow, false, false, pos, pg.events)
+		}
 		if err != nil {
 			return RebuildReport{}, err
 		}
-		if len(events) == 0 {
-			break
-		}
-		if err := b.m.applyTx(ctx, b.conn, b.p, shadow, false, pos, events); err != nil {
-			return RebuildReport{}, err
-		}
-		pos = events[len(events)-1].Position
-		b.done += int64(len(events))
+		pos = pg.events[len(pg.events)-1].Position
+		b.done += int64(len(pg.events))
 		b.progress()
+	}
+	if err := ctx.Err(); err != nil {
+		return RebuildReport{}, err
 	}
 
 	report := RebuildReport{Mode: "shadow"}
@@ -284,23 +350,24 @@ func (b *builder) inPlace(ctx context.Context) (RebuildReport, error) {
 		if err := createModel(ctx, tx, name, b.p); err != nil {
 			return err
 		}
-		for {
-			events, err := b.readAfter(ctx, pos, nil)
-			if err != nil {
+		pages, stop := b.readAhead(ctx, pos, nil)
+		defer stop()
+		for pg := range pages {
+			if pg.err != nil {
+				return pg.err
+			}
+			if err := applyEvents(ctx, tx, b.p, pg.events); err != nil {
 				return err
 			}
-			if len(events) == 0 {
-				break
-			}
-			if err := applyEvents(ctx, tx, b.p, events); err != nil {
+			if err := advance(ctx, tx, pg.events); err != nil {
 				return err
 			}
-			if err := advance(ctx, tx, events); err != nil {
-				return err
-			}
-			pos = events[len(events)-1].Position
-			b.done += int64(len(events))
+			pos = pg.events[len(pg.events)-1].Position
+			b.done += int64(len(pg.events))
 			b.progress()
+		}
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 		if _, err := tx.Exec(ctx, b.m.q.setVersion, name, b.p.Version()); err != nil {
 			return err

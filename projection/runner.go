@@ -200,7 +200,7 @@ func (m *Manager) isRunning(ctx context.Context, conn *pgx.Conn, name string) (b
 // attempt a failing event twice Retry.MaxAttempts times.
 func (m *Manager) applyWithPolicy(ctx context.Context, conn *pgx.Conn, r *registered, pos eventstore.Position, batch []eventstore.RecordedEvent) error {
 	if len(batch) > 1 {
-		err := m.applyTx(ctx, conn, r.p, r.p.Name(), true, pos, batch)
+		err := m.applyTx(ctx, conn, r.p, r.p.Name(), true, m.pipelines(r.p, len(batch)), pos, batch)
 		if err == nil || isControl(err) || ctx.Err() != nil {
 			return err
 		}
@@ -211,7 +211,7 @@ func (m *Manager) applyWithPolicy(ctx context.Context, conn *pgx.Conn, r *regist
 		var firstFailed time.Time
 		err := m.retry(ctx, func() error {
 			attempts++
-			err := m.applyTx(ctx, conn, r.p, r.p.Name(), true, pos, []eventstore.RecordedEvent{e})
+			err := m.applyTx(ctx, conn, r.p, r.p.Name(), true, false, pos, []eventstore.RecordedEvent{e})
 			if err != nil && firstFailed.IsZero() {
 				firstFailed = time.Now()
 			}

@@ -1,0 +1,125 @@
+package projection_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/projection"
+)
+
+// checkedTotals is a totals model whose table refuses the stream "bad" (a
+// failure on the server, which a pipelined batch only learns of when its
+// statements are sent), whose Apply reads its own row back after every
+// write (a read must see the queued writes before it), and which records
+// the RowsAffected of every upsert.
+type checkedTotals struct {
+	totals
+	mu   sync.Mutex
+	tags []int64
+}
+
+func (p *checkedTotals) Setup(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `CREATE TABLE totals (stream_id text PRIMARY KEY CHECK (stream_id <> 'bad'), total bigint NOT NULL, events int NOT NULL)`)
+	return err
+}
+
+func (p *checkedTotals) Apply(ctx context.Context, tx pgx.Tx, e eventstore.RecordedEvent) error {
+	tag, err := tx.Exec(ctx, `INSERT INTO totals (stream_id, total, events) VALUES ($1, ($2::jsonb->>'amount')::bigint, 1)
+		ON CONFLICT (stream_id) DO UPDATE SET total = totals.total + excluded.total, events = totals.events + 1`, e.StreamID, string(e.Data))
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.tags = append(p.tags, tag.RowsAffected())
+	p.mu.Unlock()
+	if e.Version%3 != 0 {
+		return nil
+	}
+	var n int64
+	if err := tx.QueryRow(ctx, `SELECT events FROM totals WHERE stream_id = $1`, e.StreamID).Scan(&n); err != nil {
+		return err
+	}
+	if n < 1 {
+		return eventstore.ErrInvalidEvent // unreachable when reads see the writes
+	}
+	return nil
+}
+
+func (p *checkedTotals) rowsAffected() []int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]int64(nil), p.tags...)
+}
+
+// A statement that fails on the server inside a pipelined batch fails the
+// batch; the events are then applied one by one, without pipelining, and
+// only the failing one meets the policy.
+func TestPipelinedServerFailureMeetsThePolicyAlone(t *testing.T) {
+	for _, policy := range []projection.Policy{projection.PolicyStop, projection.PolicyDeadLetter} {
+		t.Run(policy.String(), func(t *testing.T) {
+			e := newEnv(t, projection.Config{BatchSize: 50, Retry: fastRetry, LeaderRetry: 50 * time.Millisecond})
+			p := &checkedTotals{totals: totals{name: uniqueName(t, "piped"), version: 1}}
+			require.NoError(t, e.mgr.Register(p, projection.WithPolicy(policy)))
+			l, before, bad := poisonedLog(t, e)
+			want, last, _ := l.snapshot()
+			run := startRunner(t, e.mgr)
+			ctx := context.Background()
+			if policy == projection.PolicyDeadLetter {
+				waitFor(t, e.mgr, last, progressWait, p.Name())
+				require.Equal(t, without(want, "bad"), modelRows(t, e.store, p.Name()))
+				dl, err := e.mgr.DeadLetters(ctx, p.Name())
+				require.NoError(t, err)
+				require.Len(t, dl, 1)
+				require.Equal(t, bad.Position, dl[0].Position)
+				require.Contains(t, dl[0].Error, "check constraint")
+				require.Equal(t, fastRetry.MaxAttempts, dl[0].Attempts)
+			} else {
+				st := waitState(t, e.mgr, p.Name(), projection.Failed, progressWait)
+				require.Equal(t, before, st.Checkpoint)
+				require.NotNil(t, st.FailedPosition)
+				require.Equal(t, bad.Position, *st.FailedPosition)
+				require.Contains(t, st.Error, "check constraint")
+				require.Equal(t, without(without(want, "bad"), "acct-b"), modelRows(t, e.store, p.Name()))
+			}
+			require.NoError(t, run.stop())
+		})
+	}
+}
+
+// Pipelined batches read their own writes and withhold Exec's CommandTag;
+// WithoutPipelining keeps it. Both build the same model, live and rebuilt.
+func TestPipeliningReadsItsWritesAndWithoutPipeliningKeepsTags(t *testing.T) {
+	e := newEnv(t, projection.Config{BatchSize: 50, LeaderRetry: 50 * time.Millisecond})
+	piped := &checkedTotals{totals: totals{name: uniqueName(t, "piped"), version: 1}}
+	plain := &checkedTotals{totals: totals{name: uniqueName(t, "plain"), version: 1}}
+	require.NoError(t, e.mgr.Register(piped))
+	require.NoError(t, e.mgr.Register(plain, projection.WithoutPipelining()))
+	ctx := context.Background()
+	l := newLedger()
+	for i := range 30 {
+		l.add(ctx, t, e.store, []string{"acct-a", "acct-b", "acct-c"}[i%3], i+1)
+	}
+	want, last, _ := l.snapshot()
+	run := startRunner(t, e.mgr)
+	waitFor(t, e.mgr, last, progressWait, piped.Name(), plain.Name())
+	require.NoError(t, run.stop())
+	for _, p := range []*checkedTotals{piped, plain} {
+		require.Equal(t, want, modelRows(t, e.store, p.Name()), p.Name())
+	}
+	require.Contains(t, piped.rowsAffected(), int64(0), "a pipelined Exec has no tag yet")
+	require.NotContains(t, plain.rowsAffected(), int64(0), "without pipelining every Exec reports its row")
+
+	for _, p := range []*checkedTotals{piped, plain} {
+		rep, err := e.mgr.Rebuild(ctx, p.Name(), projection.RebuildOptions{})
+		require.NoError(t, err)
+		require.True(t, rep.Swapped)
+		require.Equal(t, want, modelRows(t, e.store, p.Name()), p.Name())
+		verifyIdentical(t, e.mgr, p.Name())
+	}
+}
