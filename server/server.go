@@ -446,6 +446,18 @@ func (s *Server) accessLog(c echo.Context, route string, status int, elapsed tim
 	if quiet, _ := c.Get(quietKey).(bool); quiet && status < 500 {
 		level = slog.LevelDebug
 	}
+	if p != nil {
+		switch {
+		case status == http.StatusServiceUnavailable:
+			level = slog.LevelWarn // the database, a deadline or a lagging read model: operational
+		case status >= 500:
+			level = slog.LevelError
+		}
+	}
+	ctx := c.Request().Context()
+	if !s.log.Enabled(ctx, level) {
+		return // build no attributes for a record nobody keeps: this is the hot path
+	}
 	attrs := []slog.Attr{
 		slog.String("request_id", requestIDOf(c)),
 		slog.String("method", c.Request().Method),
@@ -462,17 +474,11 @@ func (s *Server) accessLog(c echo.Context, route string, status int, elapsed tim
 				attrs = append(attrs, slog.String("stack", string(pe.stack)))
 			}
 		}
-		switch {
-		case status == http.StatusServiceUnavailable:
-			level = slog.LevelWarn // the database, a deadline or a lagging read model: operational
-		case status >= 500:
-			level = slog.LevelError
-		}
 	}
-	if pr, ok := PrincipalFrom(c.Request().Context()); ok {
+	if pr, ok := PrincipalFrom(ctx); ok {
 		attrs = append(attrs, slog.String("principal", pr.Subject))
 	}
-	s.log.LogAttrs(c.Request().Context(), level, "cairn: http request", attrs...)
+	s.log.LogAttrs(ctx, level, "cairn: http request", attrs...)
 }
 
 // addRoute records a mounted route for metrics labels.
