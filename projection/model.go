@@ -197,48 +197,55 @@ func (m *Manager) pipelines(p Projector, n int) bool {
 // notification are pipelined (see pipeTx).
 func (m *Manager) applyTx(ctx context.Context, conn *pgx.Conn, p Projector, schema string, live, pipe bool, expect eventstore.Position, events []eventstore.RecordedEvent) error {
 	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		// The write lock, the state, the search path and the checkpoint,
+		// locked, in one round trip: the statements run in order, so the
+		// state and the checkpoint are read under the write lock.
+		var (
+			prelude pgx.Batch
+			state   State
+			cp      checkpoint
+			seq     int64
+		)
 		if live {
-			if err := writeLock(ctx, tx, m.schema, p.Name()); err != nil {
-				return err
-			}
-			var state State
-			if err := tx.QueryRow(ctx, m.q.state, p.Name()).Scan(&state); err != nil {
-				return err
-			}
-			if state != Running {
-				return errNotRunning
-			}
+			prelude.Queue("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", lockKey("write", m.schema, p.Name()))
+			prelude.Queue(m.q.state, p.Name()).QueryRow(func(row pgx.Row) error { return row.Scan(&state) })
 		}
-		if err := useSchema(ctx, tx, schema); err != nil {
+		prelude.Queue("SELECT set_config('search_path', $1, true)", quote(schema)+", public")
+		prelude.Queue("SELECT version, pos_tx, pos_seq FROM " + quote(schema) + "." + checkpointTable + " FOR UPDATE").
+			QueryRow(func(row pgx.Row) error { return row.Scan(&cp.Version, &cp.Position.Tx, &seq) })
+		if err := tx.SendBatch(ctx, &prelude).Close(); err != nil {
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") {
+				return errMoved // no checkpoint table: the model was reset or dropped
+			}
 			return err
 		}
-		cp, ok, err := readCheckpoint(ctx, tx, schema, true)
-		if err != nil {
-			return err
+		cp.Position.Seq = uint64(seq)
+		if live && state != Running {
+			return errNotRunning
 		}
-		if !ok || cp.Position != expect || cp.Version != p.Version() {
+		if cp.Position != expect || cp.Version != p.Version() {
 			return errMoved
 		}
+		// The checkpoint's update and the notification are pipelined with
+		// the projector's statements when those are, and with each other
+		// in any case.
+		own := newPipeTx(tx)
 		w := pgx.Tx(tx)
-		var pt *pipeTx
 		if pipe {
-			pt = newPipeTx(tx)
-			w = pt
+			w = own
 		}
 		if err := applyEvents(ctx, w, p, events); err != nil {
 			return err
 		}
-		if err := advance(ctx, w, events); err != nil {
+		if err := advance(ctx, own, events); err != nil {
 			return err
 		}
 		if live {
-			if _, err := w.Exec(ctx, "SELECT pg_notify($1, $2)", m.channel, p.Name()); err != nil {
+			if _, err := own.Exec(ctx, "SELECT pg_notify($1, $2)", m.channel, p.Name()); err != nil {
 				return err
 			}
 		}
-		if pt != nil {
-			return pt.flush(ctx)
-		}
-		return nil
+		return own.flush(ctx)
 	})
 }
