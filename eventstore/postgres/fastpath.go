@@ -43,7 +43,30 @@ const fastAppendSQL = `WITH cur AS (
 )
 SELECT n, tx, seq FROM stamped`
 
+// fastAppendOneSQL is fastAppendSQL for the most common append, one event,
+// with scalar parameters instead of arrays to build, send and unnest.
+const fastAppendOneSQL = `WITH cur AS (
+    SELECT coalesce(max(version), 0) AS v FROM {s}.events WHERE stream_id = $1
+), inserted AS (
+    INSERT INTO {s}.events (event_id, stream_id, version, type, schema_version, data, metadata)
+    SELECT $3::uuid, $1, cur.v + 1, $4::text, $5::integer, $6::jsonb, $7::jsonb
+    FROM cur
+    WHERE cur.v = $2 AND ($8::text IS NULL OR NOT EXISTS (SELECT 1 FROM {s}.commands WHERE command_id = $8))
+    RETURNING seq
+), stamped AS (
+    SELECT 1::bigint AS n, seq, pg_current_xact_id() AS tx FROM inserted
+), recorded AS (
+    INSERT INTO {s}.commands (command_id, command_type, payload_hash, stream_id, first_version, last_version, pos_tx, pos_seq)
+    SELECT $8, $9, $10, $1, $2 + 1, $2 + 1, stamped.tx, stamped.seq
+    FROM stamped WHERE $8::text IS NOT NULL
+)
+SELECT coalesce(max(n), 0), max(tx), max(seq) FROM stamped`
+
 func fastAppendQuery(schema string) string { return strings.ReplaceAll(fastAppendSQL, "{s}", schema) }
+
+func fastAppendOneQuery(schema string) string {
+	return strings.ReplaceAll(fastAppendOneSQL, "{s}", schema)
+}
 
 // appendFast tries the fast path; ok is false when Append must fall back.
 // args are appendArgs' output.
@@ -55,8 +78,13 @@ func (s *Store) appendFast(ctx context.Context, streamID string, expected events
 	var inserted int64
 	var tx *uint64
 	var seq *int64
-	err = s.pool.QueryRow(ctx, s.q.fastAppend, args[0], expected.Version(), args[3], args[4], args[5], args[6], args[7], args[8], args[9], args[10]).
-		Scan(&inserted, &tx, &seq)
+	if n == 1 {
+		err = s.pool.QueryRow(ctx, s.q.fastAppendOne, args[0], expected.Version(), args[3].([][16]byte)[0], args[4].([]string)[0],
+			args[5].([]int32)[0], args[6].([]string)[0], args[7].([]string)[0], args[8], args[9], args[10]).Scan(&inserted, &tx, &seq)
+	} else {
+		err = s.pool.QueryRow(ctx, s.q.fastAppend, args[0], expected.Version(), args[3], args[4], args[5], args[6], args[7], args[8], args[9], args[10]).
+			Scan(&inserted, &tx, &seq)
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 		return res, false, nil

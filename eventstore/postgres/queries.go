@@ -22,6 +22,7 @@ type queries struct {
 	schema         string
 	append         string
 	fastAppend     string
+	fastAppendOne  string
 	existing       string
 	readForward    string
 	readBackward   string
@@ -36,8 +37,9 @@ type queries struct {
 func newQueries(schema string) queries {
 	r := strings.NewReplacer("{s}", schema, "{cols}", eventColumns, "{horizon}", horizon)
 	return queries{
-		schema:     schema,
-		fastAppend: fastAppendQuery(schema),
+		schema:        schema,
+		fastAppend:    fastAppendQuery(schema),
+		fastAppendOne: fastAppendOneQuery(schema),
 		append: r.Replace(`SELECT status, stream_id, current_version, first_version, last_version, pos_tx, pos_seq
 			FROM {s}.append($1, $2, $3, $4, $5, $6, $7::jsonb[], $8::jsonb[], $9, $10, $11)`),
 		existing: r.Replace(`SELECT count(*) FILTER (WHERE stream_id = $2), count(*),
