@@ -236,6 +236,7 @@ func (m *Manager) applyTx(ctx context.Context, conn *pgx.Conn, p Projector, sche
 			w = own
 		}
 		if err := applyEvents(ctx, w, p, events); err != nil {
+			_ = own.wait() // statements in flight keep the connection busy
 			return err
 		}
 		if err := advance(ctx, own, events); err != nil {

@@ -2,6 +2,7 @@ package projection_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -121,5 +122,46 @@ func TestPipeliningReadsItsWritesAndWithoutPipeliningKeepsTags(t *testing.T) {
 		require.True(t, rep.Swapped)
 		require.Equal(t, want, modelRows(t, e.store, p.Name()), p.Name())
 		verifyIdentical(t, e.mgr, p.Name())
+	}
+}
+
+// Batches longer than a pipeline lot have statements in flight while the
+// projector goes on; a failure then, in the projector or on the server,
+// still leaves the connection usable and meets the policy alone.
+func TestPipelinedFailuresWithStatementsInFlight(t *testing.T) {
+	e := newEnv(t, projection.Config{BatchSize: 5000, Retry: fastRetry, LeaderRetry: 50 * time.Millisecond, Policy: projection.PolicyDeadLetter})
+	hook := newPoison(false)
+	inGo := &totals{name: uniqueName(t, "inflight_go"), version: 1, fail: hook.hook}
+	onServer := &checkedTotals{totals: totals{name: uniqueName(t, "inflight_pg"), version: 1}}
+	require.NoError(t, e.mgr.Register(inGo))
+	require.NoError(t, e.mgr.Register(onServer))
+	ctx := context.Background()
+	l := newLedger()
+	appendMany := func(stream string, n int) {
+		evs := make([]eventstore.Event, n)
+		for i := range evs {
+			evs[i] = added(i + 1)
+		}
+		res, err := e.store.Append(ctx, stream, eventstore.Any, evs)
+		require.NoError(t, err)
+		for i := range evs {
+			l.record(stream, int64(i+1), res.Position)
+		}
+	}
+	for i := range 30 {
+		appendMany(fmt.Sprintf("acct-%d", i), 50) // 1500 events before the poison
+	}
+	bad := l.add(ctx, t, e.store, "bad", 100)
+	appendMany("acct-z", 20)
+	want, last, _ := l.snapshot()
+
+	startRunner(t, e.mgr)
+	waitFor(t, e.mgr, last, progressWait, inGo.Name(), onServer.Name())
+	for _, name := range []string{inGo.Name(), onServer.Name()} {
+		require.Equal(t, without(want, "bad"), modelRows(t, e.store, name), name)
+		dl, err := e.mgr.DeadLetters(ctx, name)
+		require.NoError(t, err)
+		require.Len(t, dl, 1, name)
+		require.Equal(t, bad.Position, dl[0].Position, name)
 	}
 }
