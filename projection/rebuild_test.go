@@ -296,6 +296,7 @@ func TestVersionBumpRebuildsBlueGreen(t *testing.T) {
 	want, last, n := l.snapshot()
 	waitFor(t, mgr2, last, progressWait, name)
 	require.Equal(t, scaled(want, 10), modelRows(t, e.store, name), "the model reflects version 2's logic")
+	require.Equal(t, n, status(t, mgr2, name).EventsApplied, "the version 2 model applied every event once")
 	requireNoLeftoverSchemas(t, e, name)
 
 	// It keeps following the log as version 2.
