@@ -178,15 +178,15 @@ func applyEvents(ctx context.Context, tx pgx.Tx, p Projector, events []eventstor
 }
 
 // pipelines reports whether a batch of n events is applied to p through a
-// pipeTx: when p is a plain Projector registered without WithoutPipelining
-// and there is more than one event. A lone event (and so every event a
+// pipeTx: when p is a plain Projector registered WithPipelining and there is
+// more than one event. A lone event (and so every event a
 // failed batch is retried as) is applied without pipelining.
 func (m *Manager) pipelines(p Projector, n int) bool {
 	if _, batch := p.(BatchProjector); batch || n < 2 {
 		return false
 	}
 	r, err := m.lookup(p.Name())
-	return err == nil && !r.sequential
+	return err == nil && r.pipelined
 }
 
 // applyTx applies events to the model in schema and moves its checkpoint

@@ -24,8 +24,8 @@ const pipeQueueMax = 1024
 // its own writes. Hence, in pipelined mode:
 //
 //   - Exec returns an empty CommandTag (RowsAffected is 0): the tag is not
-//     available yet. A projector that needs it must be registered
-//     WithoutPipelining.
+//     available yet. That is why pipelining is opt-in (WithPipelining), for
+//     projectors that never read it.
 //   - An Exec's error surfaces at a later call (one that waits for the
 //     statements sent before it) or at the end of the batch, which then
 //     fails as a whole; the runner then applies the batch's events one at a

@@ -66,7 +66,7 @@ func TestPipelinedServerFailureMeetsThePolicyAlone(t *testing.T) {
 		t.Run(policy.String(), func(t *testing.T) {
 			e := newEnv(t, projection.Config{BatchSize: 50, Retry: fastRetry, LeaderRetry: 50 * time.Millisecond})
 			p := &checkedTotals{totals: totals{name: uniqueName(t, "piped"), version: 1}}
-			require.NoError(t, e.mgr.Register(p, projection.WithPolicy(policy)))
+			require.NoError(t, e.mgr.Register(p, projection.WithPolicy(policy), projection.WithPipelining()))
 			l, before, bad := poisonedLog(t, e)
 			want, last, _ := l.snapshot()
 			run := startRunner(t, e.mgr)
@@ -94,13 +94,13 @@ func TestPipelinedServerFailureMeetsThePolicyAlone(t *testing.T) {
 }
 
 // Pipelined batches read their own writes and withhold Exec's CommandTag;
-// WithoutPipelining keeps it. Both build the same model, live and rebuilt.
-func TestPipeliningReadsItsWritesAndWithoutPipeliningKeepsTags(t *testing.T) {
+// a projector registered without WithPipelining keeps it. Both build the same model, live and rebuilt.
+func TestPipeliningReadsItsWritesAndTheDefaultKeepsTags(t *testing.T) {
 	e := newEnv(t, projection.Config{BatchSize: 50, LeaderRetry: 50 * time.Millisecond})
 	piped := &checkedTotals{totals: totals{name: uniqueName(t, "piped"), version: 1}}
 	plain := &checkedTotals{totals: totals{name: uniqueName(t, "plain"), version: 1}}
-	require.NoError(t, e.mgr.Register(piped))
-	require.NoError(t, e.mgr.Register(plain, projection.WithoutPipelining()))
+	require.NoError(t, e.mgr.Register(piped, projection.WithPipelining()))
+	require.NoError(t, e.mgr.Register(plain))
 	ctx := context.Background()
 	l := newLedger()
 	for i := range 30 {
@@ -133,8 +133,8 @@ func TestPipelinedFailuresWithStatementsInFlight(t *testing.T) {
 	hook := newPoison(false)
 	inGo := &totals{name: uniqueName(t, "inflight_go"), version: 1, fail: hook.hook}
 	onServer := &checkedTotals{totals: totals{name: uniqueName(t, "inflight_pg"), version: 1}}
-	require.NoError(t, e.mgr.Register(inGo))
-	require.NoError(t, e.mgr.Register(onServer))
+	require.NoError(t, e.mgr.Register(inGo, projection.WithPipelining()))
+	require.NoError(t, e.mgr.Register(onServer, projection.WithPipelining()))
 	ctx := context.Background()
 	l := newLedger()
 	appendMany := func(stream string, n int) {

@@ -47,12 +47,12 @@ type Projector interface {
 	// (or panicking) is a failure: the transaction is rolled back and the
 	// event retried, then handled by the projection's failure policy.
 	//
-	// When several events are applied in one transaction (catching up,
-	// rebuilding), tx pipelines Exec: statements are sent together, Exec
-	// returns an empty CommandTag, and its error surfaces later, failing
-	// the batch, whose events are then applied one at a time without
-	// pipelining. Reads through tx see every write before them. A projector
-	// that needs Exec's CommandTag is registered WithoutPipelining.
+	// For a projector registered WithPipelining, when several events are
+	// applied in one transaction (catching up, rebuilding), tx pipelines
+	// Exec: statements are sent together, Exec returns an empty CommandTag,
+	// and its error surfaces later, failing the batch, whose events are then
+	// applied one at a time without pipelining. Reads through tx see every
+	// write before them.
 	Apply(ctx context.Context, tx pgx.Tx, event eventstore.RecordedEvent) error
 }
 
