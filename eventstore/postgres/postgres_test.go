@@ -74,6 +74,7 @@ func TestHorizonHoldsReadersBackUntilOlderTransactionEnds(t *testing.T) {
 	require.True(t, found, "HeldBackBy must list the open transaction %d: %+v", blockerTx, holders)
 
 	require.NoError(t, blocker.Rollback(ctx))
+	storetest.AwaitReadable(t, ctx, s, res.Position) // other tests' transactions may still hold it
 	events, err = s.ReadLog(ctx, events[0].Position, eventstore.ReadLogOptions{})
 	require.NoError(t, err)
 	require.Len(t, events, 1)
