@@ -132,6 +132,28 @@ type ListRequest struct {
 	// page. The request must repeat the filters and sort of the request
 	// that returned it.
 	Cursor string
+
+	// checked is the plan ParseListRequest made, so that List does not
+	// verify the cursor a second time; it is used only while the request
+	// still has the fields it was made from.
+	checked *checkedPlan
+}
+
+type checkedPlan struct {
+	listing string
+	req     ListRequest // without checked
+	plan    *plan
+}
+
+// planFor returns the plan ParseListRequest made for req and spec, if req
+// has not changed since.
+func (req ListRequest) planFor(spec *ListSpec) *plan {
+	c := req.checked
+	if c == nil || c.listing != spec.Name || c.req.Sort != req.Sort || c.req.Limit != req.Limit ||
+		c.req.Cursor != req.Cursor || !maps.Equal(c.req.Filters, req.Filters) {
+		return nil
+	}
+	return c.plan
 }
 
 // FilterError reports a filter outside the allow-list or with a bad value.
@@ -224,9 +246,13 @@ func ParseListRequest(spec ListSpec, v url.Values) (ListRequest, error) {
 			req.Filters[name] = vals[0]
 		}
 	}
-	if _, err := spec.plan(req); err != nil {
+	p, err := spec.plan(req)
+	if err != nil {
 		return ListRequest{}, err
 	}
+	saved := req
+	saved.Filters = maps.Clone(req.Filters)
+	req.checked = &checkedPlan{listing: spec.Name, req: saved, plan: p}
 	return req, nil
 }
 

@@ -2,6 +2,7 @@ package query
 
 import (
 	"errors"
+	"maps"
 	"net/url"
 	"strings"
 	"testing"
@@ -143,5 +144,41 @@ func TestCheckTyped(t *testing.T) {
 func TestOpString(t *testing.T) {
 	if Eq.String() != "=" || In.String() != "= ANY" || Op(42).String() != "Op(42)" || Op(-1).String() != "Op(-1)" {
 		t.Error(Eq, In, Op(42), Op(-1))
+	}
+}
+
+// List reuses ParseListRequest's checked plan (the cursor is verified once)
+// only while the request still has the fields it was parsed from.
+func TestParsedPlanIsReusedOnlyForTheUnchangedRequest(t *testing.T) {
+	req, err := ParseListRequest(fuzzSpec, url.Values{"status": {"open"}, "sort": {"total"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.planFor(&fuzzSpec) == nil {
+		t.Fatal("an unchanged parsed request must carry its plan")
+	}
+	other := fuzzSpec
+	other.Name = fuzzSpec.Name + "_other"
+	if req.planFor(&other) != nil {
+		t.Error("a plan must not be reused for another listing")
+	}
+	changed := []func(r *ListRequest){
+		func(r *ListRequest) { r.Cursor = "forged" },
+		func(r *ListRequest) { r.Sort = "-total" },
+		func(r *ListRequest) { r.Limit = 7 },
+		func(r *ListRequest) { r.Filters = map[string]string{"status": "paid"} },
+		func(r *ListRequest) { r.Filters["status"] = "paid" },
+	}
+	for i, change := range changed {
+		r := req
+		r.Filters = maps.Clone(req.Filters)
+		change(&r)
+		if r.planFor(&fuzzSpec) != nil {
+			t.Errorf("change %d: a changed request must be checked again", i)
+		}
+	}
+	req.Filters["status"] = "paid" // in place, on the parsed request's own map
+	if req.planFor(&fuzzSpec) != nil {
+		t.Error("a filter changed in place must be checked again")
 	}
 }

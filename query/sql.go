@@ -79,9 +79,12 @@ func Get[T any](ctx context.Context, db Querier, q squirrel.SelectBuilder, scan 
 // an order works. The sort column and the tie-breaker must not be NULL; an
 // index on (sort column, tie-breaker) serves the query.
 func List[T any](ctx context.Context, db Querier, spec ListSpec, base squirrel.SelectBuilder, req ListRequest, scan pgx.RowToFunc[T]) (Page[T], error) {
-	p, err := spec.plan(req)
-	if err != nil {
-		return Page[T]{}, err
+	p := req.planFor(&spec)
+	if p == nil {
+		var err error
+		if p, err = spec.plan(req); err != nil {
+			return Page[T]{}, err
+		}
 	}
 	for _, part := range []string{"OrderByParts", "Limit", "Offset"} {
 		if _, set := builder.Get(base, part); set {
