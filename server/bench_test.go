@@ -95,6 +95,15 @@ type benchItem struct {
 	CreatedAt  time.Time `db:"created_at" json:"created_at"`
 }
 
+// scanBenchItem scans a row the way the bare handlers do, so that the
+// comparison measures the framework, not a choice of scanning (reflection
+// through pgx.RowToStructByName costs about 1 µs a row more).
+func scanBenchItem(row pgx.CollectableRow) (benchItem, error) {
+	var it benchItem
+	err := row.Scan(&it.ID, &it.Customer, &it.Status, &it.TotalCents, &it.CreatedAt)
+	return it, err
+}
+
 var benchItemColumns = []string{"id", "customer", "status", "total_cents", "created_at"}
 
 // BenchGetItem is GET /items/:id, bound from its tag.
@@ -234,10 +243,10 @@ func (m *benchReadModel) frameworkServer(b *testing.B) string {
 	b.Helper()
 	bus := query.NewBus()
 	query.MustRegister(bus, query.HandlerFunc[BenchGetItem, benchItem](func(ctx context.Context, q BenchGetItem) (benchItem, error) {
-		return query.Get(ctx, m.pool, m.base.Where(squirrel.Eq{"id": q.ID}), pgx.RowToStructByName[benchItem], "item", strconv.FormatInt(q.ID, 10))
+		return query.Get(ctx, m.pool, m.base.Where(squirrel.Eq{"id": q.ID}), scanBenchItem, "item", strconv.FormatInt(q.ID, 10))
 	}))
 	query.MustRegister(bus, query.HandlerFunc[BenchListItems, query.Page[benchItem]](func(ctx context.Context, q BenchListItems) (query.Page[benchItem], error) {
-		return query.List(ctx, m.pool, benchListing, m.base, q.Req, pgx.RowToStructByName[benchItem])
+		return query.List(ctx, m.pool, benchListing, m.base, q.Req, scanBenchItem)
 	}))
 	srv, err := server.New(server.Config{Logger: benchLog, NoSignals: true}, server.WithQueryBus(bus))
 	if err != nil {
