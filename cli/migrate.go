@@ -33,13 +33,7 @@ func (a *app) migrateUpCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			conn, err := s.pool.Acquire(ctx)
-			if err != nil {
-				return err
-			}
-			err = migrations.Up(ctx, conn.Conn(), a.schema)
-			conn.Release()
-			if err != nil {
+			if err := migrations.UpPool(ctx, s.pool, a.schema); err != nil {
 				return err
 			}
 			after, err := migrationStatus(ctx, s.pool, a.schema)

@@ -15,6 +15,7 @@ import (
 	"regexp"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/tern/v2/migrate"
 )
 
@@ -80,6 +81,16 @@ func Up(ctx context.Context, conn *pgx.Conn, schema string) error {
 		return fmt.Errorf("migrations: applying to schema %s: %w", schema, err)
 	}
 	return nil
+}
+
+// UpPool is Up on a connection borrowed from pool for the duration.
+func UpPool(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("migrations: acquiring a connection: %w", err)
+	}
+	defer conn.Release()
+	return Up(ctx, conn.Conn(), schema)
 }
 
 // CurrentStatus reports how far schema has been migrated, without creating

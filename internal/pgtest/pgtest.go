@@ -70,12 +70,7 @@ func Schema(t testing.TB, pool *pgxpool.Pool) string {
 	schema := fmt.Sprintf("t_%x", Suffix())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		t.Fatalf("pgtest: acquiring a connection: %v", err)
-	}
-	defer conn.Release()
-	if err := migrations.Up(ctx, conn.Conn(), schema); err != nil {
+	if err := migrations.UpPool(ctx, pool, schema); err != nil {
 		t.Fatalf("pgtest: migrating schema %s: %v", schema, err)
 	}
 	t.Cleanup(func() {
