@@ -97,6 +97,9 @@ type Config struct {
 	// Logger receives the store's and the projection daemon's logs.
 	// Default: text on the command's standard error, at --log-level.
 	Logger *slog.Logger
+	// Commands are the application's own commands, added to the root
+	// beside the framework's (a service's serve, say).
+	Commands []*cobra.Command
 }
 
 // Errors the commands return, besides those of the packages they call.
@@ -174,6 +177,7 @@ func New(cfg Config) *cobra.Command {
 	pf.StringVar(&a.schema, "schema", cfg.Schema, "schema holding Cairn's tables")
 	pf.StringVar(&a.logLevel, "log-level", "", "level of log lines on stderr: debug, info, warn or error (default info for projection run, else warn)")
 	root.AddCommand(a.projectionCmd(), a.migrateCmd(), a.eventsCmd())
+	root.AddCommand(cfg.Commands...)
 	return root
 }
 

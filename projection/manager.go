@@ -127,6 +127,9 @@ func NewManager(store *postgres.Store, cfg Config) *Manager {
 	return m
 }
 
+// Store returns the event store whose log the manager projects.
+func (m *Manager) Store() *postgres.Store { return m.store }
+
 // Close releases the manager's listener connection. It does not close the
 // store.
 func (m *Manager) Close() {

@@ -1,0 +1,302 @@
+// Package app assembles a Cairn service from bounded contexts: it opens the
+// database, applies migrations, builds the event store, the command
+// dispatcher, the projection manager, the saga manager, the query bus and
+// the HTTP server, lets every Module register its part, and runs it all
+// until its context ends.
+//
+// A bounded context is a package with a Module: its events, its command
+// handlers, its projections and sagas, its queries and its routes.
+//
+//	a, err := app.New(ctx, app.Config{DatabaseURL: url}, ordering.Module{}, inventory.Module{})
+//	if err != nil { ... }
+//	defer a.Close()
+//	err = a.Run(ctx)
+//
+// Registration happens in two passes so that contexts can react to each
+// other's events: every module's RegisterEvents first, then every module's
+// Register.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cairn-es/cairn/command"
+	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/eventstore/postgres"
+	"github.com/cairn-es/cairn/migrations"
+	"github.com/cairn-es/cairn/projection"
+	"github.com/cairn-es/cairn/query"
+	"github.com/cairn-es/cairn/saga"
+	"github.com/cairn-es/cairn/server"
+)
+
+// DefaultDatabaseURL is the database used when neither Config.DatabaseURL
+// nor $DATABASE_URL names one.
+const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// Module is one bounded context's registration.
+type Module interface {
+	// Name names the context in logs and errors.
+	Name() string
+	// RegisterEvents registers the context's event types. Every module's
+	// events are registered before any module's Register runs.
+	RegisterEvents(r *eventstore.Registry) error
+	// Register registers the context's command handlers, projections,
+	// sagas, event handlers, queries and routes.
+	Register(d *Deps) error
+}
+
+// Deps are what a Module registers into.
+type Deps struct {
+	Registry    *eventstore.Registry
+	Store       *postgres.Store
+	Dispatcher  *command.Dispatcher
+	Projections *projection.Manager
+	Sagas       *saga.Manager
+	Queries     *query.Bus
+	Server      *server.Server
+	Metrics     *server.Metrics
+	Logger      *slog.Logger
+}
+
+// Config configures an App. The zero value is usable.
+type Config struct {
+	// DatabaseURL is the PostgreSQL URL (default $DATABASE_URL, then
+	// DefaultDatabaseURL).
+	DatabaseURL string
+	// Pool, when set, is used instead of opening DatabaseURL; the App
+	// then does not close it.
+	Pool *pgxpool.Pool
+	// Schema holds Cairn's tables (default migrations.DefaultSchema).
+	Schema string
+	// NoMigrate skips applying migrations at start-up.
+	NoMigrate bool
+	// Server configures the HTTP server (default address 127.0.0.1:8080).
+	Server server.Config
+	// Projection configures the projection manager.
+	Projection projection.Config
+	// Saga configures the saga manager.
+	Saga saga.Config
+	// Command adds options to the command dispatcher (after the metrics
+	// middleware and retry hook the App installs).
+	Command []command.Option
+	// Logger receives every component's logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// App is an assembled service.
+type App struct {
+	cfg      Config
+	pool     *pgxpool.Pool
+	ownsPool bool
+	deps     *Deps
+	modules  []Module
+}
+
+// New connects, migrates (unless Config.NoMigrate) and registers modules.
+func New(ctx context.Context, cfg Config, modules ...Module) (*App, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Schema == "" {
+		cfg.Schema = migrations.DefaultSchema
+	}
+	a := &App{cfg: cfg, modules: modules, pool: cfg.Pool}
+	if a.pool == nil {
+		url := cfg.DatabaseURL
+		if url == "" {
+			url = os.Getenv("DATABASE_URL")
+		}
+		if url == "" {
+			url = DefaultDatabaseURL
+		}
+		pool, err := pgxpool.New(ctx, url)
+		if err != nil {
+			return nil, fmt.Errorf("app: opening the database: %w", err)
+		}
+		if err := pool.Ping(ctx); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("app: PostgreSQL is not reachable: %w", err)
+		}
+		a.pool, a.ownsPool = pool, true
+	}
+	if !cfg.NoMigrate {
+		if err := migrations.UpPool(ctx, a.pool, cfg.Schema); err != nil {
+			a.Close()
+			return nil, fmt.Errorf("app: migrating: %w", err)
+		}
+	}
+	deps, err := assemble(a.pool, cfg, modules)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.deps = deps
+	return a, nil
+}
+
+// assemble builds the components and registers the modules into them.
+func assemble(pool *pgxpool.Pool, cfg Config, modules []Module) (*Deps, error) {
+	store, err := postgres.New(pool, postgres.Config{Schema: cfg.Schema, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	registry := eventstore.NewRegistry()
+	metrics := server.NewMetrics()
+	opts := append([]command.Option{
+		command.WithLogger(cfg.Logger),
+		command.WithMiddleware(metrics.CommandMiddleware()),
+		command.WithRetry(metrics.RetryPolicy(command.DefaultRetryPolicy)),
+	}, cfg.Command...)
+	dispatcher := command.NewDispatcher(store, opts...)
+	pcfg := cfg.Projection
+	if pcfg.Logger == nil {
+		pcfg.Logger = cfg.Logger
+	}
+	projections := projection.NewManager(store, pcfg)
+	d, err := assembleAround(projections, registry, dispatcher, metrics, cfg)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	if err := registerModules(d, modules); err != nil {
+		store.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// registerOn registers modules around an existing projection manager (the
+// command line's), with a throwaway dispatcher and server.
+func registerOn(projections *projection.Manager, modules []Module) (*Deps, error) {
+	registry := eventstore.NewRegistry()
+	metrics := server.NewMetrics()
+	dispatcher := command.NewDispatcher(projections.Store())
+	d, err := assembleAround(projections, registry, dispatcher, metrics, Config{Logger: slog.Default()})
+	if err != nil {
+		return nil, err
+	}
+	return d, registerModules(d, modules)
+}
+
+// assembleAround builds what sits around the projection manager.
+func assembleAround(projections *projection.Manager, registry *eventstore.Registry, dispatcher *command.Dispatcher, metrics *server.Metrics, cfg Config) (*Deps, error) {
+	store := projections.Store()
+	scfg := cfg.Saga
+	if scfg.Logger == nil {
+		scfg.Logger = cfg.Logger
+	}
+	sagas := saga.NewManager(store, projections, dispatcher, registry, scfg)
+	bus := query.NewBus()
+	srvCfg := cfg.Server
+	if srvCfg.Logger == nil {
+		srvCfg.Logger = cfg.Logger
+	}
+	srv, err := server.New(srvCfg,
+		server.WithDispatcher(dispatcher), server.WithQueryBus(bus),
+		server.WithProjections(projections), server.WithStore(store),
+		server.WithMetrics(metrics))
+	if err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	if err := sagas.RegisterMetrics(metrics.Registry()); err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	return &Deps{
+		Registry: registry, Store: store, Dispatcher: dispatcher,
+		Projections: projections, Sagas: sagas, Queries: bus,
+		Server: srv, Metrics: metrics, Logger: cfg.Logger,
+	}, nil
+}
+
+// registerModules registers every module's events, then every module.
+func registerModules(d *Deps, modules []Module) error {
+	for _, m := range modules {
+		if err := m.RegisterEvents(d.Registry); err != nil {
+			return fmt.Errorf("app: module %s: registering events: %w", m.Name(), err)
+		}
+	}
+	for _, m := range modules {
+		if err := m.Register(d); err != nil {
+			return fmt.Errorf("app: module %s: %w", m.Name(), err)
+		}
+	}
+	return nil
+}
+
+// Deps returns the assembled components, for tests and for code that
+// dispatches commands or asks queries in-process.
+func (a *App) Deps() *Deps { return a.deps }
+
+// Pool returns the database pool.
+func (a *App) Pool() *pgxpool.Pool { return a.pool }
+
+// RunOptions choose what Run runs.
+type RunOptions struct {
+	// NoServer, NoProjections and NoSagas leave that part out, to split
+	// a system over processes.
+	NoServer, NoProjections, NoSagas bool
+}
+
+// Run runs the HTTP server, the projection daemon and the saga manager
+// until ctx ends, then stops them gracefully: the server finishes its
+// in-flight requests, projections commit their batch. It returns the first
+// failure of any part (which stops the others) or nil.
+func (a *App) Run(ctx context.Context) error { return a.RunWith(ctx, RunOptions{}) }
+
+// RunWith is Run with some parts left out.
+func (a *App) RunWith(ctx context.Context, opts RunOptions) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		part string
+		err  error
+	}
+	results := make(chan result, 3)
+	n := 0
+	start := func(part string, run func(context.Context) error) {
+		n++
+		go func() {
+			err := run(ctx)
+			if err != nil && ctx.Err() == nil {
+				cancel() // one part failing stops the others
+			}
+			results <- result{part, err}
+		}()
+	}
+	if !opts.NoProjections {
+		start("projections", a.deps.Projections.Run)
+	}
+	if !opts.NoSagas {
+		start("sagas", a.deps.Sagas.Run)
+	}
+	if !opts.NoServer {
+		start("server", a.deps.Server.Run)
+	}
+	var errs []error
+	for range n {
+		r := <-results
+		if r.err != nil && !errors.Is(r.err, context.Canceled) {
+			errs = append(errs, fmt.Errorf("%s: %w", r.part, r.err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close releases the manager's connections and, when the App opened it, the
+// pool.
+func (a *App) Close() {
+	if a.deps != nil {
+		a.deps.Projections.Close()
+		a.deps.Store.Close()
+	}
+	if a.ownsPool && a.pool != nil {
+		a.pool.Close()
+	}
+}
