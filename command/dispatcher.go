@@ -3,6 +3,7 @@ package command
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -249,4 +250,22 @@ func resultOf(id string, ar eventstore.AppendResult, dup bool) Result {
 // isRejection reports errors that are the command's fault, not the system's.
 func isRejection(err error) bool {
 	return errors.Is(err, ErrInvalidCommand) || errors.Is(err, ErrUnknownCommand) || errors.Is(err, eventstore.ErrIdempotencyKeyReused)
+}
+
+// Decode returns the command of the registered type named typeName decoded
+// from its JSON encoding: what a process manager that stored a command
+// (a saga's outbox) needs to dispatch it later, perhaps in another process.
+// An unregistered name is an *UnknownCommandError.
+func (d *Dispatcher) Decode(typeName string, payload []byte) (any, error) {
+	d.mu.RLock()
+	reg, ok := d.handlers[typeName]
+	d.mu.RUnlock()
+	if !ok {
+		return nil, &UnknownCommandError{CommandType: typeName, GoType: "unregistered"}
+	}
+	ptr := reflect.New(reg.goType)
+	if err := json.Unmarshal(payload, ptr.Interface()); err != nil {
+		return nil, fmt.Errorf("command: decoding %s: %w", typeName, err)
+	}
+	return ptr.Elem().Interface(), nil
 }

@@ -164,6 +164,9 @@ func (m *Manager) Reset(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	if r.sideEffects {
+		return fmt.Errorf("%w: %q", ErrSideEffects, name)
+	}
 	return pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
 		if err := writeLock(ctx, tx, m.schema, name); err != nil {
 			return err

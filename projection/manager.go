@@ -67,10 +67,19 @@ func WithPolicy(p Policy) Option { return func(r *registered) { r.policy = p } }
 // BatchProjector.ApplyBatch is never pipelined, nor is a batch of one event.
 func WithPipelining() Option { return func(r *registered) { r.pipelined = true } }
 
+// WithSideEffects marks a projector whose Apply does more than build a
+// read model: a saga sending commands, an event handler sending mail.
+// Replaying the log would repeat those effects, so Rebuild and Reset refuse
+// it (ErrSideEffects) and a changed Version does not rebuild it: it goes on
+// from its checkpoint.
+func WithSideEffects() Option { return func(r *registered) { r.sideEffects = true } }
+
 type registered struct {
 	p         Projector
 	policy    Policy
 	pipelined bool // WithPipelining
+	// sideEffects: WithSideEffects.
+	sideEffects bool
 }
 
 // Manager runs and administers projections over a PostgreSQL event store:

@@ -111,6 +111,9 @@ var (
 	ErrWaitTimeout = errors.New("projection: timed out waiting for projections")
 	// ErrNotDeadLettered: a retry of an event that is not a dead letter.
 	ErrNotDeadLettered = errors.New("projection: no such dead letter")
+	// ErrSideEffects: a rebuild or reset of a projection registered
+	// WithSideEffects, whose replay would repeat its effects.
+	ErrSideEffects = errors.New("projection: has side effects; it cannot be replayed")
 )
 
 var namePattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,40}$`)

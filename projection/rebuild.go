@@ -72,6 +72,9 @@ func (m *Manager) Rebuild(ctx context.Context, name string, opts RebuildOptions)
 	if err != nil {
 		return RebuildReport{}, err
 	}
+	if r.sideEffects {
+		return RebuildReport{}, fmt.Errorf("%w: %q", ErrSideEffects, name)
+	}
 	conn, err := pgx.ConnectConfig(ctx, m.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return RebuildReport{}, fmt.Errorf("projection %s: rebuild: %w", name, err)

@@ -107,6 +107,8 @@ func (m *Manager) prepare(ctx context.Context, conn *pgx.Conn, p Projector) erro
 			}
 			return createModel(ctx, tx, p.Name(), p)
 		})
+	case cp.Version != p.Version() && m.hasSideEffects(p.Name()):
+		m.log.Info("cairn: projection version changed; it has side effects, so it goes on from its checkpoint", "projection", p.Name(), "from", cp.Version, "to", p.Version())
 	case cp.Version != p.Version():
 		m.log.Info("cairn: projection version changed; rebuilding blue/green", "projection", p.Name(), "from", cp.Version, "to", p.Version())
 		_, err = m.rebuild(ctx, conn, p, RebuildOptions{})
@@ -286,4 +288,10 @@ func (m *Manager) giveUp(ctx context.Context, conn *pgx.Conn, r *registered, pos
 		return err
 	}
 	return errNotRunning
+}
+
+// hasSideEffects tells whether the projection was registered WithSideEffects.
+func (m *Manager) hasSideEffects(name string) bool {
+	r, err := m.lookup(name)
+	return err == nil && r.sideEffects
 }

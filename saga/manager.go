@@ -2,9 +2,16 @@ package saga
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cairn-es/cairn/command"
 	"github.com/cairn-es/cairn/eventstore"
@@ -14,31 +21,290 @@ import (
 
 // Config tunes a Manager. The zero value is usable.
 type Config struct {
+	// Policy is the failure policy of the sagas' and reactors' projections
+	// for an event a handler keeps failing on (default
+	// projection.PolicyStop; see projection.Config.Retry for the retries).
+	Policy projection.Policy
+	// MaxAttempts bounds the sends of a command that keeps failing (not
+	// rejected: failing) before it is marked dead and its instance failed
+	// (default 10).
+	MaxAttempts int
+	// RetryBase and RetryMax shape the exponential backoff between sends
+	// (defaults 100ms and 30s).
+	RetryBase, RetryMax time.Duration
+	// CommandTimeout bounds one send (default 30s).
+	CommandTimeout time.Duration
+	// Lease is how long a relay owns a command it is sending; a relay that
+	// died is replaced after it (default 1m, more than CommandTimeout).
+	Lease time.Duration
+	// Concurrency is how many commands the relay sends at once, each for a
+	// different instance (default 16).
+	Concurrency int
+	// Poll bounds the wait between looks at the outbox and the timeouts
+	// when no notification arrives (default 1s).
+	Poll time.Duration
+	// Logger receives the relay's and the timer's failures (default
+	// slog.Default()).
 	Logger *slog.Logger
 }
 
-// Manager runs sagas and event handlers.
+func (c *Config) defaults() {
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 10
+	}
+	if c.RetryBase <= 0 {
+		c.RetryBase = 100 * time.Millisecond
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = 30 * time.Second
+	}
+	if c.CommandTimeout <= 0 {
+		c.CommandTimeout = 30 * time.Second
+	}
+	if c.Lease <= 0 {
+		c.Lease = max(time.Minute, 2*c.CommandTimeout)
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 16
+	}
+	if c.Poll <= 0 {
+		c.Poll = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Manager runs sagas and reactors over a PostgreSQL event store. Register
+// puts their event handling on the projection manager, which applies it
+// (run it with projection.Manager.Run); Run sends the commands sagas
+// decided and fires their timeouts. Many processes may Run the same sagas.
 type Manager struct {
 	store       *postgres.Store
+	pool        *pgxpool.Pool
 	projections *projection.Manager
 	dispatcher  *command.Dispatcher
 	registry    *eventstore.Registry
 	cfg         Config
+	log         *slog.Logger
+	q           queries
+	metrics     *metrics
+
+	mu    sync.Mutex
+	sagas map[string]runner
+	names []string // registered sagas, sorted
 }
 
-// NewManager returns a manager.
+// NewManager returns a manager whose sagas are applied by projections,
+// send commands through dispatcher and decode events with registry.
 func NewManager(store *postgres.Store, projections *projection.Manager, dispatcher *command.Dispatcher, registry *eventstore.Registry, cfg Config) *Manager {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+	cfg.defaults()
+	return &Manager{
+		store: store, pool: store.Pool(), projections: projections,
+		dispatcher: dispatcher, registry: registry, cfg: cfg, log: cfg.Logger,
+		q: newQueries(store.Schema()), metrics: newMetrics(),
+		sagas: map[string]runner{},
 	}
-	return &Manager{store: store, projections: projections, dispatcher: dispatcher, registry: registry, cfg: cfg}
 }
 
-// RegisterMetrics registers the manager's metrics with reg.
-func (m *Manager) RegisterMetrics(reg prometheus.Registerer) error { return nil }
+// Saga is a saga definition (a *Definition[S]), for Register.
+type Saga interface {
+	runner
+}
 
-// Run runs the sagas until ctx ends.
-func (m *Manager) Run(ctx context.Context) error {
-	<-ctx.Done()
+// ProjectionName is the name of the projection that applies a saga's
+// events: what projection status shows.
+func ProjectionName(sagaName string) string { return "saga_" + sagaName }
+
+// Register adds a saga: its event handling becomes a projection (see
+// ProjectionName) registered with side effects.
+func (m *Manager) Register(s Saga) error {
+	m.mu.Lock()
+	if _, dup := m.sagas[s.sagaName()]; dup {
+		m.mu.Unlock()
+		return fmt.Errorf("saga: %s is already registered", s.sagaName())
+	}
+	m.mu.Unlock()
+	p := &sagaProjector{m: m, s: s}
+	if err := m.projections.Register(p, projection.WithSideEffects(), projection.WithPolicy(m.cfg.Policy)); err != nil {
+		return fmt.Errorf("saga %s: %w", s.sagaName(), err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sagas[s.sagaName()] = s
+	m.names = append(m.names, s.sagaName())
+	sort.Strings(m.names)
 	return nil
 }
+
+// MustRegister is Register for start-up code: it panics on error.
+func (m *Manager) MustRegister(s Saga) {
+	if err := m.Register(s); err != nil {
+		panic(err)
+	}
+}
+
+func (m *Manager) lookup(name string) (runner, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.sagas[name]
+	return s, ok
+}
+
+func (m *Manager) registered() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.names...)
+}
+
+// sagaProjector applies a saga's events on the projection daemon.
+type sagaProjector struct {
+	m *Manager
+	s runner
+}
+
+func (p *sagaProjector) Name() string                        { return ProjectionName(p.s.sagaName()) }
+func (p *sagaProjector) Version() int                        { return 1 }
+func (p *sagaProjector) Setup(context.Context, pgx.Tx) error { return nil }
+func (p *sagaProjector) EventTypes() []string                { return p.s.eventTypes() }
+func (p *sagaProjector) Apply(ctx context.Context, tx pgx.Tx, rec eventstore.RecordedEvent) error {
+	return p.m.handleEvent(ctx, tx, p.s, rec)
+}
+
+// handleEvent routes one event to its instance, in the projection's
+// transaction (which also advances the checkpoint).
+func (m *Manager) handleEvent(ctx context.Context, tx pgx.Tx, s runner, rec eventstore.RecordedEvent) error {
+	decoded, err := m.registry.Decode(rec)
+	if err != nil {
+		return err
+	}
+	key, starts, ok := s.routeOf(rec.Type, decoded)
+	if !ok || key == "" {
+		return nil
+	}
+	inst, err := m.q.loadInstance(ctx, tx, s.sagaName(), key)
+	if err != nil {
+		return err
+	}
+	switch {
+	case !inst.exists && !starts:
+		return nil // an event for an instance that never started
+	case inst.exists && inst.status != StatusActive:
+		return nil // the instance has ended
+	case !inst.exists:
+		inst.correlationID = rec.Metadata.CorrelationID
+		if inst.correlationID == "" {
+			inst.correlationID = rec.ID.String()
+		}
+	}
+	fx, err := s.run(ctx, inst, message{event: &rec, decoded: decoded, now: rec.RecordedAt})
+	if err != nil {
+		return err
+	}
+	_, err = m.q.persist(ctx, tx, s.sagaName(), inst, fx, rec.ID.String(), rec.ID.String())
+	return err
+}
+
+// Run sends the commands the registered sagas decided and fires their
+// timeouts until ctx ends; it returns nil then. It does not apply events:
+// the projection manager does (run both on the same context).
+func (m *Manager) Run(ctx context.Context) error {
+	if len(m.registered()) == 0 {
+		<-ctx.Done()
+		return nil
+	}
+	wake := newWaker()
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	for _, loop := range []func(context.Context, *waker) error{m.listen, m.relay, m.timer} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := loop(ctx, wake); err != nil && ctx.Err() == nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return errors.Join(func() []error {
+		var all []error
+		for err := range errs {
+			all = append(all, err)
+		}
+		return all
+	}()...)
+}
+
+// waker wakes the relay and the timer when a notification arrives.
+type waker struct{ relay, timer chan struct{} }
+
+func newWaker() *waker { return &waker{relay: make(chan struct{}, 1), timer: make(chan struct{}, 1)} }
+
+func (w *waker) wake() {
+	for _, c := range []chan struct{}{w.relay, w.timer} {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// listen turns notifications of queued commands and timeouts into
+// wake-ups; without a connection the loops still poll.
+func (m *Manager) listen(ctx context.Context, w *waker) error {
+	for ctx.Err() == nil {
+		err := m.listenOnce(ctx, w)
+		if ctx.Err() != nil {
+			return nil
+		}
+		m.log.Warn("cairn: saga listener lost its connection; retrying", "error", err)
+		w.wake()
+		if sleep(ctx, m.cfg.Poll) != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+func (m *Manager) listenOnce(ctx context.Context, w *waker) error {
+	conn, err := pgx.ConnectConfig(ctx, m.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{m.q.channel}.Sanitize()); err != nil {
+		return err
+	}
+	w.wake() // anything queued before LISTEN
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return err
+		}
+		w.wake()
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// wait blocks until woken, d passes or ctx ends.
+func wait(ctx context.Context, c <-chan struct{}, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-c:
+	case <-t.C:
+	}
+}
+
+func jitter(n int64) int64 { return rand.Int64N(n) }

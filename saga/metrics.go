@@ -1,0 +1,96 @@
+package saga
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metric names.
+const (
+	MetricCommands       = "cairn_saga_commands_total"
+	MetricTimeouts       = "cairn_saga_timeouts_fired_total"
+	MetricInstances      = "cairn_saga_instances"
+	MetricOutbox         = "cairn_saga_outbox_commands"
+	MetricOldestPending  = "cairn_saga_outbox_oldest_pending_seconds"
+	MetricTimeoutsQueued = "cairn_saga_timeouts_pending"
+)
+
+type metrics struct {
+	commands *prometheus.CounterVec
+	timeouts *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	return &metrics{
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricCommands,
+			Help: "Sends of saga commands by this process, by saga and outcome (sent, rejected, retried, dead).",
+		}, []string{"saga", "outcome"}),
+		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricTimeouts,
+			Help: "Saga timeouts fired by this process, by saga.",
+		}, []string{"saga"}),
+	}
+}
+
+// RegisterMetrics registers the manager's metrics with reg: counters of
+// this process's sends and fired timeouts, and gauges read from the
+// database at each scrape (instances by status, queued and dead commands,
+// the age of the oldest queued command, pending timeouts), which are the
+// same whichever process is scraped.
+func (m *Manager) RegisterMetrics(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{m.metrics.commands, m.metrics.timeouts, &gaugeCollector{m: m}} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var (
+	descInstances = prometheus.NewDesc(MetricInstances, "Saga instances by saga and status.", []string{"saga", "status"}, nil)
+	descOutbox    = prometheus.NewDesc(MetricOutbox, "Saga commands in the outbox by saga and status (pending, sent, rejected, dead).", []string{"saga", "status"}, nil)
+	descOldest    = prometheus.NewDesc(MetricOldestPending, "Age of the oldest command waiting to be sent, by saga: the relay's lag.", []string{"saga"}, nil)
+	descTimeouts  = prometheus.NewDesc(MetricTimeoutsQueued, "Scheduled saga timeouts, by saga.", []string{"saga"}, nil)
+)
+
+type gaugeCollector struct{ m *Manager }
+
+func (g *gaugeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descInstances
+	ch <- descOutbox
+	ch <- descOldest
+	ch <- descTimeouts
+}
+
+func (g *gaugeCollector) Collect(ch chan<- prometheus.Metric) {
+	names := g.m.registered()
+	if len(names) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	stats, err := NewInspector(g.m.store).Stats(ctx, names...)
+	if err != nil {
+		g.m.log.Warn("cairn: reading saga metrics failed", "error", err)
+		return
+	}
+	for _, s := range stats {
+		for status, n := range s.Instances {
+			ch <- prometheus.MustNewConstMetric(descInstances, prometheus.GaugeValue, float64(n), s.Saga, status)
+		}
+		for status, n := range s.Commands {
+			ch <- prometheus.MustNewConstMetric(descOutbox, prometheus.GaugeValue, float64(n), s.Saga, status)
+		}
+		ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, s.OldestPendingSeconds, s.Saga)
+		ch <- prometheus.MustNewConstMetric(descTimeouts, prometheus.GaugeValue, float64(s.Timeouts), s.Saga)
+	}
+}
+
+func sortStats(s []Stats) {
+	slices.SortFunc(s, func(a, b Stats) int { return strings.Compare(a.Saga, b.Saga) })
+}

@@ -1,0 +1,90 @@
+package saga
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/projection"
+)
+
+// Reactor is a plain event handler (choreography): notifications,
+// analytics, integrations. Each handler gets the transaction that advances
+// the reactor's checkpoint and records the event as handled: what it
+// writes through tx happens exactly once; what it does outside the database
+// happens at least once, so it should pass the event's ID along as an
+// idempotency key.
+type Reactor struct {
+	name     string
+	handlers *projection.Handlers
+	policy   *projection.Policy
+}
+
+// NewReactor returns a reactor with no handlers. name is its projection's
+// name (see projection.ValidateName); events decode through registry.
+func NewReactor(name string, registry *eventstore.Registry) *Reactor {
+	return &Reactor{name: name, handlers: projection.NewHandlers(registry)}
+}
+
+// React registers the handler of events of type E.
+func React[E any](r *Reactor, fn func(ctx context.Context, tx pgx.Tx, event E, rec eventstore.RecordedEvent) error) {
+	projection.On(r.handlers, fn)
+}
+
+// WithPolicy sets the reactor's failure policy (default: the manager's).
+func (r *Reactor) WithPolicy(p projection.Policy) *Reactor {
+	r.policy = &p
+	return r
+}
+
+// Name returns the reactor's name.
+func (r *Reactor) Name() string { return r.name }
+
+// RegisterReactor adds a reactor: a projection registered with side
+// effects, which therefore cannot be rebuilt or reset.
+func (m *Manager) RegisterReactor(r *Reactor) error {
+	policy := m.cfg.Policy
+	if r.policy != nil {
+		policy = *r.policy
+	}
+	p := &reactorProjector{r: r, mark: strings.ReplaceAll(`INSERT INTO {s}.handled_events (handler, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
+		"{s}", pgx.Identifier{m.store.Schema()}.Sanitize())}
+	if err := m.projections.Register(p, projection.WithSideEffects(), projection.WithPolicy(policy)); err != nil {
+		return fmt.Errorf("saga: reactor %s: %w", r.name, err)
+	}
+	return nil
+}
+
+// MustRegisterReactor is RegisterReactor for start-up code.
+func (m *Manager) MustRegisterReactor(r *Reactor) {
+	if err := m.RegisterReactor(r); err != nil {
+		panic(err)
+	}
+}
+
+type reactorProjector struct {
+	r    *Reactor
+	mark string
+}
+
+func (p *reactorProjector) Name() string                        { return p.r.name }
+func (p *reactorProjector) Version() int                        { return 1 }
+func (p *reactorProjector) Setup(context.Context, pgx.Tx) error { return nil }
+func (p *reactorProjector) EventTypes() []string                { return p.r.handlers.EventTypes() }
+
+// Apply records the event as handled before handling it, in the same
+// transaction: an event already recorded (redelivered after a reset, or
+// retried from the dead letters after a manual fix) is skipped.
+func (p *reactorProjector) Apply(ctx context.Context, tx pgx.Tx, rec eventstore.RecordedEvent) error {
+	tag, err := tx.Exec(ctx, p.mark, p.r.name, rec.ID)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return nil
+	}
+	return p.r.handlers.Apply(ctx, tx, rec)
+}

@@ -1,0 +1,205 @@
+package saga_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cairn-es/cairn/command"
+	"github.com/cairn-es/cairn/projection"
+	"github.com/cairn-es/cairn/saga"
+)
+
+func TestSagaRunsStepsAndCompensatesInReverseOrder(t *testing.T) {
+	e := newEnv(t)
+	name := uniqueName("steps")
+	e.start(saga.Config{}, func(m *saga.Manager) { m.MustRegister(e.stepsSaga(name)) })
+
+	e.dispatch(Start{JobID: "ok", Steps: 3})
+	e.dispatch(Start{JobID: "bad", Steps: 5, FailAt: 4})
+
+	ok := e.awaitEnded(name, "ok")
+	require.Equal(t, saga.StatusCompleted, ok.Status)
+	require.Equal(t, "done", ok.Outcome)
+	require.Equal(t, []string{"Started", "done:1", "done:2", "done:3"}, e.jobEvents("ok"))
+
+	bad := e.awaitEnded(name, "bad")
+	require.Equal(t, "compensated", bad.Outcome)
+	require.Equal(t, []string{"Started", "done:1", "done:2", "done:3", "failed:4", "undone:3", "undone:2", "undone:1"},
+		e.jobEvents("bad"), "compensations run last registered first")
+	require.Len(t, bad.Commands, 7) // 4 steps, 3 undos
+	for _, c := range bad.Commands {
+		require.Equal(t, "sent", c.Status, c)
+	}
+	require.Equal(t, 1, e.maxHandled(), "every command handled once")
+}
+
+func TestSagaCommandIDsAreDerivedSoASecondSendIsADuplicate(t *testing.T) {
+	e := newEnv(t)
+	name := uniqueName("steps")
+	// The relay learns nothing from the first send of each command: the
+	// command is handled, but the relay sees an error, as when the
+	// connection drops before the answer. It sends again, under the same
+	// ID, and the command log answers with the recorded result.
+	var mu sync.Mutex
+	lost := map[string]bool{}
+	lose := func(next command.Handler) command.Handler {
+		return func(ctx context.Context, env command.Envelope) (command.Result, error) {
+			res, err := next(ctx, env)
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil && !lost[env.ID] && env.Type() == "DoStep" {
+				lost[env.ID] = true
+				return command.Result{}, errors.New("connection reset by peer")
+			}
+			return res, err
+		}
+	}
+	e.disp = e.newDispatcher(command.WithMiddleware(lose))
+	e.start(saga.Config{}, func(m *saga.Manager) { m.MustRegister(e.stepsSaga(name)) })
+
+	e.dispatch(Start{JobID: "j", Steps: 3})
+	d := e.awaitEnded(name, "j")
+	require.Equal(t, "done", d.Outcome)
+	require.Equal(t, []string{"Started", "done:1", "done:2", "done:3"}, e.jobEvents("j"))
+	require.Equal(t, 1, e.maxHandled(), "a second send of a command ID must not run its handler again")
+	for _, c := range d.Commands {
+		if c.Type == "DoStep" {
+			require.Equal(t, 2, c.Attempts, "each DoStep was sent twice")
+		}
+	}
+	mu.Lock()
+	require.Len(t, lost, 3)
+	mu.Unlock()
+}
+
+func TestSagaRejectionGoesToOnRejected(t *testing.T) {
+	e := newEnv(t)
+	name := uniqueName("steps")
+	e.start(saga.Config{}, func(m *saga.Manager) { m.MustRegister(e.stepsSaga(name)) })
+	e.rejectDo.Store(true)
+	e.dispatch(Start{JobID: "r", Steps: 2})
+	d := e.awaitEnded(name, "r")
+	require.Equal(t, "rejected", d.Outcome)
+	require.Contains(t, string(d.State), "DoStep: ")
+	require.Contains(t, string(d.State), "steps are closed")
+	require.Equal(t, "rejected", d.Commands[0].Status)
+}
+
+func TestSagaCommandThatKeepsFailingIsDeadAndFailsItsInstance(t *testing.T) {
+	e := newEnv(t)
+	name := uniqueName("steps")
+	r := e.start(saga.Config{MaxAttempts: 3}, func(m *saga.Manager) { m.MustRegister(e.stepsSaga(name)) })
+	e.failDo.Store(true)
+	e.dispatch(Start{JobID: "d", Steps: 2})
+
+	insp := saga.NewInspector(e.store)
+	require.Eventually(t, func() bool {
+		d, err := insp.Show(context.Background(), name, "d")
+		return err == nil && d.Status == saga.StatusFailed
+	}, 30*time.Second, 20*time.Millisecond)
+	d, err := insp.Show(context.Background(), "", "d")
+	require.NoError(t, err)
+	require.Equal(t, 1, d.DeadCommands)
+	require.Equal(t, "dead", d.Commands[0].Status)
+	require.Equal(t, 3, d.Commands[0].Attempts)
+	require.Contains(t, d.Commands[0].Error, "the step service is down")
+	require.Contains(t, d.Outcome, "DoStep")
+
+	stats, err := insp.Stats(context.Background(), name)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), stats[0].Instances[saga.StatusFailed])
+	require.Equal(t, int64(1), stats[0].Commands["dead"])
+
+	listed, err := insp.List(context.Background(), saga.ListOptions{Saga: name, Status: saga.StatusFailed})
+	require.NoError(t, err)
+	require.Len(t, listed, 1)
+	_ = r
+}
+
+func TestSagaTimeoutSurvivesARestartAndFiresExactlyOnce(t *testing.T) {
+	e := newEnv(t)
+	name := uniqueName("expiry")
+	def := func() *saga.Definition[jobState] {
+		d := saga.New[jobState](name, e.registry)
+		saga.StartOn(d, func(s Started) string { return s.JobID }, func(c *saga.Context[jobState], s Started) error {
+			c.Schedule("expire", 700*time.Millisecond)
+			return nil
+		})
+		saga.OnTimeout(d, "expire", func(c *saga.Context[jobState]) error {
+			c.Send(Expire{JobID: c.InstanceID()})
+			c.Complete("expired")
+			return nil
+		})
+		return d
+	}
+	first := e.start(saga.Config{}, func(m *saga.Manager) { m.MustRegister(def()) })
+	e.dispatch(Start{JobID: "t"})
+	insp := saga.NewInspector(e.store)
+	require.Eventually(t, func() bool {
+		d, err := insp.Show(context.Background(), name, "t")
+		return err == nil && len(d.Timeouts) == 1
+	}, 30*time.Second, 10*time.Millisecond)
+	first.stop() // the process goes away before the timeout is due
+
+	// Two processes come up; both see the timeout due.
+	time.Sleep(800 * time.Millisecond)
+	e.start(saga.Config{}, func(m *saga.Manager) { m.MustRegister(def()) })
+	e.start(saga.Config{}, func(m *saga.Manager) { m.MustRegister(def()) })
+
+	d := e.awaitEnded(name, "t")
+	require.Equal(t, "expired", d.Outcome)
+	require.Empty(t, d.Timeouts)
+	require.Len(t, d.Commands, 1)
+	time.Sleep(300 * time.Millisecond) // room for a second firing to show
+	require.Equal(t, []string{"Started", "Expired"}, e.jobEvents("t"))
+	require.Equal(t, 1, e.maxHandled())
+}
+
+func TestSagaManyInstancesTwoRelays(t *testing.T) {
+	e := newEnv(t)
+	name := uniqueName("steps")
+	e.start(saga.Config{Concurrency: 4}, func(m *saga.Manager) { m.MustRegister(e.stepsSaga(name)) })
+	e.start(saga.Config{Concurrency: 4}, func(m *saga.Manager) { m.MustRegister(e.stepsSaga(name)) })
+
+	const jobs = 40
+	var wg sync.WaitGroup
+	for i := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			failAt := 0
+			if i%4 == 0 {
+				failAt = 3
+			}
+			_, err := e.disp.Dispatch(context.Background(), Start{JobID: fmt.Sprint(i), Steps: 3, FailAt: failAt})
+			require.NoError(t, err)
+		}()
+	}
+	wg.Wait()
+	for i := range jobs {
+		d := e.awaitEnded(name, fmt.Sprint(i))
+		if i%4 == 0 {
+			require.Equal(t, "compensated", d.Outcome)
+			require.Equal(t, []string{"Started", "done:1", "done:2", "failed:3", "undone:2", "undone:1"}, e.jobEvents(fmt.Sprint(i)))
+		} else {
+			require.Equal(t, "done", d.Outcome)
+			require.Equal(t, []string{"Started", "done:1", "done:2", "done:3"}, e.jobEvents(fmt.Sprint(i)))
+		}
+	}
+	require.Equal(t, 1, e.maxHandled())
+}
+
+func TestSagasAndReactorsCannotBeReplayed(t *testing.T) {
+	e := newEnv(t)
+	name := uniqueName("steps")
+	r := e.start(saga.Config{}, func(m *saga.Manager) { m.MustRegister(e.stepsSaga(name)) })
+	_, err := r.projections.Rebuild(context.Background(), saga.ProjectionName(name), projection.RebuildOptions{})
+	require.ErrorIs(t, err, projection.ErrSideEffects)
+	require.ErrorIs(t, r.projections.Reset(context.Background(), saga.ProjectionName(name)), projection.ErrSideEffects)
+}

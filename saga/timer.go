@@ -1,0 +1,102 @@
+package saga
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// timer fires due timeouts until ctx ends.
+func (m *Manager) timer(ctx context.Context, w *waker) error {
+	const batch = 64
+	for ctx.Err() == nil {
+		n, err := m.fireDue(ctx, batch)
+		if err != nil && ctx.Err() == nil {
+			m.log.Warn("cairn: saga timer failed; retrying", "error", err)
+		}
+		if n == batch && err == nil {
+			continue
+		}
+		next := m.cfg.Poll
+		var secs *float64
+		if err := m.pool.QueryRow(ctx, m.q.nextDue, m.registered()).Scan(&secs); err == nil && secs != nil {
+			next = min(next, max(0, time.Duration(*secs*float64(time.Second))))
+		}
+		if next > 0 {
+			wait(ctx, w.timer, next)
+		}
+	}
+	return nil
+}
+
+type dueTimeout struct {
+	saga, instanceID, name string
+	due                    time.Time
+}
+
+// fireDue fires up to n due timeouts, each in a transaction of its own.
+func (m *Manager) fireDue(ctx context.Context, n int) (int, error) {
+	rows, err := m.pool.Query(ctx, m.q.dueTimeouts, m.registered(), n)
+	if err != nil {
+		return 0, err
+	}
+	due, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (dueTimeout, error) {
+		var d dueTimeout
+		return d, row.Scan(&d.saga, &d.instanceID, &d.name, &d.due)
+	})
+	if err != nil {
+		return 0, err
+	}
+	var errs []error
+	for _, d := range due {
+		if err := m.fire(ctx, d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return len(due), errors.Join(errs...)
+}
+
+// fire hands one timeout to its instance. Deleting the row is what fires
+// it, in the transaction that persists the handling: a timeout another
+// process fired, or the instance cancelled or rescheduled meanwhile, is
+// gone or has another due time, and is left alone.
+func (m *Manager) fire(ctx context.Context, d dueTimeout) error {
+	s, ok := m.lookup(d.saga)
+	if !ok {
+		return nil
+	}
+	fired := false
+	err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		inst, err := m.q.loadInstance(ctx, tx, d.saga, d.instanceID)
+		if err != nil {
+			return err
+		}
+		var now time.Time
+		err = tx.QueryRow(ctx, m.q.fireTimeout, d.saga, d.instanceID, d.name, d.due).Scan(&now)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !inst.exists || inst.status != StatusActive {
+			return nil
+		}
+		fx, err := s.run(ctx, inst, message{timeout: d.name, now: now})
+		if err != nil {
+			return err
+		}
+		cause := "timeout:" + d.name + ":" + d.due.UTC().Format(time.RFC3339Nano)
+		if _, err := m.q.persist(ctx, tx, d.saga, inst, fx, cause, "timeout:"+d.name); err != nil {
+			return err
+		}
+		fired = true
+		return nil
+	})
+	if err == nil && fired {
+		m.metrics.timeouts.WithLabelValues(d.saga).Inc()
+	}
+	return err
+}
