@@ -72,8 +72,7 @@ func (h handlers) rejectOrder(ctx context.Context, cmd RejectOrder) (eventstore.
 
 // update loads an existing order (an unknown ID is aggregate.ErrNotFound,
 // a 404), applies decide and saves. Command methods fail only on domain
-// rules, so their errors are rejections (422). A decision that records
-// nothing saves nothing and returns the zero result.
+// rules, so their errors are rejections (422).
 func (h handlers) update(ctx context.Context, id string, decide func(*Order) error) (eventstore.AppendResult, error) {
 	o, err := h.orders.Load(ctx, id)
 	if err != nil {
@@ -81,6 +80,11 @@ func (h handlers) update(ctx context.Context, id string, decide func(*Order) err
 	}
 	if err := decide(o); err != nil {
 		return eventstore.AppendResult{}, command.Reject(err)
+	}
+	if len(o.Changes()) == 0 {
+		// Nothing decided: the dispatcher's contract is a zero result,
+		// where Save would report the stream's current version.
+		return eventstore.AppendResult{}, nil
 	}
 	return h.orders.Save(ctx, o)
 }
