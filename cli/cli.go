@@ -24,6 +24,8 @@
 //	shop migrate up | status [--json]
 //	shop events read STREAM [--from N] [--backward] [--limit N] [--json]
 //	shop events tail [--from POSITION] [--type T]... [--category C]... [--json]
+//	shop saga list [--saga S] [--status active|completed|failed] [--limit N] [--json]
+//	shop saga show ID [--saga S] [--json]
 //
 // Every command takes --database-url (default $DATABASE_URL, then
 // Config.DatabaseURL, then DefaultDatabaseURL) and --schema, the schema of
@@ -176,7 +178,7 @@ func New(cfg Config) *cobra.Command {
 	pf.StringVar(&a.url, "database-url", "", "PostgreSQL URL (default $DATABASE_URL, else "+a.defaultURL()+")")
 	pf.StringVar(&a.schema, "schema", cfg.Schema, "schema holding Cairn's tables")
 	pf.StringVar(&a.logLevel, "log-level", "", "level of log lines on stderr: debug, info, warn or error (default info for projection run, else warn)")
-	root.AddCommand(a.projectionCmd(), a.migrateCmd(), a.eventsCmd())
+	root.AddCommand(a.projectionCmd(), a.migrateCmd(), a.eventsCmd(), a.sagaCmd())
 	root.AddCommand(cfg.Commands...)
 	return root
 }

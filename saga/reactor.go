@@ -21,6 +21,7 @@ type Reactor struct {
 	name     string
 	handlers *projection.Handlers
 	policy   *projection.Policy
+	setup    func(ctx context.Context, tx pgx.Tx) error
 }
 
 // NewReactor returns a reactor with no handlers. name is its projection's
@@ -37,6 +38,14 @@ func React[E any](r *Reactor, fn func(ctx context.Context, tx pgx.Tx, event E, r
 // WithPolicy sets the reactor's failure policy (default: the manager's).
 func (r *Reactor) WithPolicy(p projection.Policy) *Reactor {
 	r.policy = &p
+	return r
+}
+
+// WithSetup gives the reactor tables of its own (an analytics handler's
+// counters, a notifier's sent mail): setup creates them, unqualified, in
+// the reactor's schema, once.
+func (r *Reactor) WithSetup(setup func(ctx context.Context, tx pgx.Tx) error) *Reactor {
+	r.setup = setup
 	return r
 }
 
@@ -70,14 +79,21 @@ type reactorProjector struct {
 	mark string
 }
 
-func (p *reactorProjector) Name() string                        { return p.r.name }
-func (p *reactorProjector) Version() int                        { return 1 }
-func (p *reactorProjector) Setup(context.Context, pgx.Tx) error { return nil }
-func (p *reactorProjector) EventTypes() []string                { return p.r.handlers.EventTypes() }
+func (p *reactorProjector) Name() string { return p.r.name }
+func (p *reactorProjector) Version() int { return 1 }
+func (p *reactorProjector) Setup(ctx context.Context, tx pgx.Tx) error {
+	if p.r.setup == nil {
+		return nil
+	}
+	return p.r.setup(ctx, tx)
+}
+func (p *reactorProjector) EventTypes() []string { return p.r.handlers.EventTypes() }
 
 // Apply records the event as handled before handling it, in the same
-// transaction: an event already recorded (redelivered after a reset, or
-// retried from the dead letters after a manual fix) is skipped.
+// transaction. The checkpoint, in that transaction too, already keeps the
+// daemon from delivering an event twice; the record is what keeps a
+// checkpoint moved back (restored from a backup, set by hand) from
+// repeating the reactor's effects.
 func (p *reactorProjector) Apply(ctx context.Context, tx pgx.Tx, rec eventstore.RecordedEvent) error {
 	tag, err := tx.Exec(ctx, p.mark, p.r.name, rec.ID)
 	if err != nil {

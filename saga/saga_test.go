@@ -39,7 +39,7 @@ func TestSagaRunsStepsAndCompensatesInReverseOrder(t *testing.T) {
 	require.Equal(t, 1, e.maxHandled(), "every command handled once")
 }
 
-func TestSagaCommandIDsAreDerivedSoASecondSendIsADuplicate(t *testing.T) {
+func TestSagaCommandSentAgainAfterALostAnswerIsHandledOnce(t *testing.T) {
 	e := newEnv(t)
 	name := uniqueName("steps")
 	// The relay learns nothing from the first send of each command: the
