@@ -7,10 +7,29 @@
 //	cairn migrate up --database-url postgres://... --schema cairn
 //	cairn events tail --from start --json
 //	cairn projection status --json
+//
+// It also generates services and their parts:
+//
+//	cairn new service shop --module example.com/shop
+//	cairn new context billing          # inside the service
+//	cairn new command ArchiveInvoice --context billing
+//
+// See cairn new --help.
 package main
 
-import "github.com/cairn-es/cairn/cli"
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/cairn-es/cairn/cli"
+	"github.com/cairn-es/cairn/internal/scaffold"
+)
 
 func main() {
-	cli.Main(cli.Config{Name: "cairn"})
+	cli.Main(config())
+}
+
+// config is the command line: the framework's operations commands and the
+// generators.
+func config() cli.Config {
+	return cli.Config{Name: "cairn", Commands: []*cobra.Command{scaffold.NewCommand()}}
 }
