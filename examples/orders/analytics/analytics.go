@@ -1,0 +1,93 @@
+// Package analytics is a choreographed reaction of the sample order
+// system: it counts how orders move through the funnel (placed, reserved,
+// paid, completed; rejected, cancelled) and how payments fare, knowing
+// nothing of the fulfilment saga, only the events.
+package analytics
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cairn-es/cairn/app"
+	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/examples/orders/ordering"
+	"github.com/cairn-es/cairn/examples/orders/payment"
+	"github.com/cairn-es/cairn/saga"
+)
+
+// ReactorName names the reactor and its schema.
+const ReactorName = "analytics"
+
+// Module registers the analytics reactor.
+type Module struct {
+	// Prefix is prepended to the reactor's name (see
+	// ordering.Module.Prefix).
+	Prefix string
+}
+
+var _ app.Module = Module{}
+
+// Name implements app.Module.
+func (Module) Name() string { return "analytics" }
+
+// RegisterEvents implements app.Module: it has no events of its own.
+func (Module) RegisterEvents(*eventstore.Registry) error { return nil }
+
+// Register implements app.Module.
+func (m Module) Register(d *app.Deps) error {
+	r := saga.NewReactor(m.Prefix+ReactorName, d.Registry).WithSetup(func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `CREATE TABLE counters (name text PRIMARY KEY, value bigint NOT NULL)`)
+		return err
+	})
+	on := func(name string) func(context.Context, pgx.Tx) error {
+		return func(ctx context.Context, tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `INSERT INTO counters (name, value) VALUES ($1, 1)
+				ON CONFLICT (name) DO UPDATE SET value = counters.value + 1`, name)
+			return err
+		}
+	}
+	saga.React(r, func(ctx context.Context, tx pgx.Tx, _ ordering.OrderPlaced, _ eventstore.RecordedEvent) error {
+		return on("orders_placed")(ctx, tx)
+	})
+	saga.React(r, func(ctx context.Context, tx pgx.Tx, _ ordering.OrderReserved, _ eventstore.RecordedEvent) error {
+		return on("orders_reserved")(ctx, tx)
+	})
+	saga.React(r, func(ctx context.Context, tx pgx.Tx, _ ordering.OrderPaid, _ eventstore.RecordedEvent) error {
+		return on("orders_paid")(ctx, tx)
+	})
+	saga.React(r, func(ctx context.Context, tx pgx.Tx, _ ordering.OrderCompleted, _ eventstore.RecordedEvent) error {
+		return on("orders_completed")(ctx, tx)
+	})
+	saga.React(r, func(ctx context.Context, tx pgx.Tx, _ ordering.OrderRejected, _ eventstore.RecordedEvent) error {
+		return on("orders_rejected")(ctx, tx)
+	})
+	saga.React(r, func(ctx context.Context, tx pgx.Tx, _ ordering.OrderCancelled, _ eventstore.RecordedEvent) error {
+		return on("orders_cancelled")(ctx, tx)
+	})
+	saga.React(r, func(ctx context.Context, tx pgx.Tx, _ payment.PaymentCharged, _ eventstore.RecordedEvent) error {
+		return on("payments_charged")(ctx, tx)
+	})
+	saga.React(r, func(ctx context.Context, tx pgx.Tx, _ payment.PaymentFailed, _ eventstore.RecordedEvent) error {
+		return on("payments_failed")(ctx, tx)
+	})
+	saga.React(r, func(ctx context.Context, tx pgx.Tx, _ payment.PaymentRefunded, _ eventstore.RecordedEvent) error {
+		return on("payments_refunded")(ctx, tx)
+	})
+	return d.Sagas.RegisterReactor(r)
+}
+
+// Counters reads the funnel counters of the reactor's schema.
+func Counters(ctx context.Context, db interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}, schema string) (map[string]int64, error) {
+	rows, err := db.Query(ctx, `SELECT name, value FROM `+pgx.Identifier{schema, "counters"}.Sanitize())
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	var name string
+	var v int64
+	_, err = pgx.ForEachRow(rows, []any{&name, &v}, func() error { out[name] = v; return nil })
+	return out, err
+}

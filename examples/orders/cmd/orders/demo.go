@@ -1,0 +1,227 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cairn-es/cairn/app"
+	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/examples/orders"
+	"github.com/cairn-es/cairn/examples/orders/analytics"
+	"github.com/cairn-es/cairn/examples/orders/demo"
+	"github.com/cairn-es/cairn/examples/orders/fulfilment"
+	"github.com/cairn-es/cairn/examples/orders/payment"
+	"github.com/cairn-es/cairn/server"
+)
+
+func demoCmd() *cobra.Command {
+	var (
+		f    systemFlags
+		opts demo.Options
+		exit bool
+	)
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Serve the system, drive a few hundred orders through it over HTTP and print a summary",
+		Long: "Serve the system as serve does, stock a few products, place --orders orders from\n" +
+			"--concurrency clients (some for more than the stock, some paid with a card the simulated\n" +
+			"gateway declines), wait until every order is completed, rejected or cancelled, and print\n" +
+			"a summary. Then keep serving until Ctrl-C, or return with --exit.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := server.SignalContext(cmd.Context())
+			defer stop()
+			out := cmd.OutOrStdout()
+			// The demo prints its own story; the system logs only warnings.
+			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+			if f.payTimeout == 0 {
+				f.payTimeout = 2 * time.Second
+			}
+			gw := f.gateway()
+			a, err := f.open(ctx, cmd, gw, logger)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			runCtx, stopRun := context.WithCancel(ctx)
+			defer stopRun()
+			running := make(chan error, 1)
+			go func() { running <- a.Run(runCtx) }()
+
+			opts.BaseURL = "http://" + f.addr
+			if err := awaitReady(ctx, opts.BaseURL, running); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "Cairn order system: serving on %s (database schema %q)\n\n", opts.BaseURL, a.Deps().Store.Schema())
+			report, err := drive(ctx, out, a, gw, opts)
+			if err != nil {
+				stopRun()
+				return errors.Join(err, <-running)
+			}
+			report.print(out, opts.BaseURL)
+			if exit {
+				stopRun()
+				return <-running
+			}
+			fmt.Fprintln(out, "\nStill serving; Ctrl-C stops.")
+			return <-running
+		},
+	}
+	f.register(cmd, 0.2, 20*time.Millisecond, 60*time.Millisecond)
+	fl := cmd.Flags()
+	fl.IntVar(&opts.Orders, "orders", 300, "orders to place")
+	fl.IntVar(&opts.Concurrency, "concurrency", 16, "clients placing orders at once")
+	fl.IntVar(&opts.SKUs, "skus", 8, "products to stock")
+	fl.IntVar(&opts.Stock, "stock", 60, "units of each product")
+	fl.Uint64Var(&opts.Seed, "seed", 0, "seed of the generated orders (0: random)")
+	fl.BoolVar(&exit, "exit", false, "return after the summary instead of serving on")
+	return cmd
+}
+
+// awaitReady waits for /readyz, or for the system to fail starting.
+func awaitReady(ctx context.Context, base string, running <-chan error) error {
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if resp, err := client.Get(base + server.ReadyPath); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case err := <-running:
+			return fmt.Errorf("the system stopped while starting: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the server did not become ready within 30s")
+		}
+	}
+}
+
+// report is what the demo prints.
+type report struct {
+	placed      []demo.Order
+	views       map[string]demo.OrderView
+	elapsed     time.Duration
+	events      int64
+	lag         map[string]int64
+	sagaOutcome map[string]int64
+	funnel      map[string]int64
+	gateway     payment.Totals
+}
+
+func drive(ctx context.Context, out io.Writer, a *app.App, gw *payment.SimulatedGateway, opts demo.Options) (*report, error) {
+	d := a.Deps()
+	startHead, err := d.Store.Head(ctx)
+	if err != nil {
+		return nil, err
+	}
+	skus, err := demo.Stock(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "Stocked %d products (%s … %s), %d units each.\n", len(skus), skus[0], skus[len(skus)-1], max(opts.Stock, 1))
+	start := time.Now()
+	total := opts.Orders
+	opts.Placed = func(n int) {
+		if n%100 == 0 || n == total {
+			fmt.Fprintf(out, "  placed %d/%d orders\n", n, total)
+		}
+	}
+	placed, err := demo.Place(ctx, opts, skus)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "Placed %d orders in %s; waiting for each to be completed, rejected or cancelled…\n", len(placed), time.Since(start).Round(time.Millisecond))
+	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	views, err := demo.Await(waitCtx, opts, placed)
+	if err != nil {
+		return nil, err
+	}
+	r := &report{placed: placed, views: views, elapsed: time.Since(start), gateway: gw.Totals(), lag: map[string]int64{}}
+	if r.events, err = d.Store.CountLog(ctx, startHead, eventstore.ReadLogOptions{}); err != nil {
+		return nil, err
+	}
+	for _, name := range orders.Projections(orders.Config{}) {
+		st, err := d.Projections.Status(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		r.lag[name] = st.Lag
+	}
+	ids := make([]string, len(placed))
+	for i, o := range placed {
+		ids[i] = o.ID
+	}
+	r.sagaOutcome = map[string]int64{}
+	rows, err := d.Store.Pool().Query(ctx, `SELECT outcome, count(*) FROM `+d.Store.Schema()+`.saga_instances
+		WHERE saga = $1 AND instance_id = ANY($2) GROUP BY 1`, fulfilment.SagaName, ids)
+	if err != nil {
+		return nil, err
+	}
+	var outcome string
+	var n int64
+	for rows.Next() {
+		if err := rows.Scan(&outcome, &n); err != nil {
+			return nil, err
+		}
+		r.sagaOutcome[outcome] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if r.funnel, err = analytics.Counters(ctx, d.Store.Pool(), analytics.ReactorName); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *report) print(out io.Writer, base string) {
+	byStatus := map[string]int{}
+	var latencies []time.Duration
+	for _, v := range r.views {
+		byStatus[v.Status]++
+		latencies = append(latencies, v.UpdatedAt.Sub(v.CreatedAt))
+	}
+	slices.Sort(latencies)
+	pct := func(p float64) time.Duration {
+		if len(latencies) == 0 {
+			return 0
+		}
+		return latencies[min(len(latencies)-1, int(p*float64(len(latencies))))].Round(time.Millisecond)
+	}
+	fmt.Fprintf(out, "\nAll %d orders reached a final state in %s (%.0f orders/s end to end).\n\n",
+		len(r.views), r.elapsed.Round(time.Millisecond), float64(len(r.views))/r.elapsed.Seconds())
+	fmt.Fprintf(out, "Orders by final state:   completed %d, rejected %d (too little stock), cancelled %d (payment declined or timed out)\n",
+		byStatus["completed"], byStatus["rejected"], byStatus["cancelled"])
+	fmt.Fprintf(out, "Placement to final:      p50 %s, p99 %s\n", pct(0.50), pct(0.99))
+	fmt.Fprintf(out, "Events appended:         %d\n", r.events)
+	fmt.Fprintf(out, "Projection lag (events):")
+	for _, name := range orders.Projections(orders.Config{}) {
+		fmt.Fprintf(out, " %s %d", name, r.lag[name])
+	}
+	fmt.Fprintf(out, "\nSaga outcomes:           completed %d, rejected %d, cancelled %d\n",
+		r.sagaOutcome[fulfilment.OutcomeCompleted], r.sagaOutcome[fulfilment.OutcomeRejected], r.sagaOutcome[fulfilment.OutcomeCancelled])
+	fmt.Fprintf(out, "Payment gateway:         %d charged, %d declined, %d refunded\n", r.gateway.Charges, r.gateway.Declines, r.gateway.Refunds)
+	fmt.Fprintf(out, "Analytics (all runs):    placed %d, completed %d, rejected %d, cancelled %d\n",
+		r.funnel["orders_placed"], r.funnel["orders_completed"], r.funnel["orders_rejected"], r.funnel["orders_cancelled"])
+	if len(r.placed) > 0 {
+		o := r.placed[0]
+		fmt.Fprintf(out, "\nTry:\n  curl -s %s/orders/%s\n  curl -s '%s/orders?customer_id=%s&limit=5'\n  curl -s %s/inventory/%s\n  orders saga show %s\n",
+			base, o.ID, base, o.CustomerID, base, o.Items[0].SKU, o.ID)
+	}
+}
