@@ -145,7 +145,7 @@ func (p *plan) write(out io.Writer, dryRun bool) error {
 		act := p.action(path)
 		shown := filepath.ToSlash(filepath.Join(p.root, filepath.FromSlash(path)))
 		if dryRun {
-			fmt.Fprintf(out, "would %-9s %s\n", act, shown)
+			fmt.Fprintf(out, "%-9s %s\n", act, shown)
 			continue
 		}
 		if act == "unchanged" {
@@ -158,7 +158,7 @@ func (p *plan) write(out io.Writer, dryRun bool) error {
 		fmt.Fprintf(out, "%-9s %s\n", act, shown)
 	}
 	if dryRun {
-		fmt.Fprintln(out, "dry run: nothing written")
+		fmt.Fprintln(out, "dry run: nothing was written")
 	}
 	return nil
 }

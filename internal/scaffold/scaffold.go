@@ -345,7 +345,11 @@ func (o *options) syncCmd() *cobra.Command {
 				return err
 			}
 			for _, dir := range dirs {
-				if _, err := genContext(p, dir); err != nil {
+				c, err := genContext(p, dir)
+				if err != nil {
+					return err
+				}
+				if err := checkUnique(c); err != nil {
 					return err
 				}
 			}
@@ -366,6 +370,10 @@ func (o *options) dirOr(def string) string {
 
 // finish runs the last checks, then writes the plan (or lists it).
 func (o *options) finish(cmd *cobra.Command, p *plan, last func() error) error {
+	// Files in the way first: that is the clearest refusal.
+	if err := p.check(); err != nil {
+		return err
+	}
 	if last != nil {
 		if err := last(); err != nil {
 			return err
@@ -463,7 +471,7 @@ func (o *options) newContext(cmd *cobra.Command, name, agg string) error {
 	if p.exists(name) && !o.force {
 		return fmt.Errorf("%s already exists: a context is a new package (use --force to write into it)", filepath.Join(root, name))
 	}
-	t := &target{plan: p, dir: name, ctx: &context{Package: name, decls: map[string][]string{}}}
+	t := &target{plan: p, dir: name, ctx: &contextInfo{Package: name, decls: map[string][]string{}}}
 	files := map[string]string{
 		"module.go":                          "ctx_module.go.tmpl",
 		"module_test.go":                     "ctx_module_test.go.tmpl",
@@ -489,7 +497,7 @@ func (o *options) newContext(cmd *cobra.Command, name, agg string) error {
 type target struct {
 	plan *plan
 	dir  string
-	ctx  *context
+	ctx  *contextInfo
 }
 
 // openContext finds the service and the context, and scans it.
@@ -580,6 +588,9 @@ func (t *target) findAggregate(name, flag string) (aggregateDecl, bool) {
 
 // commandData works out a command's method, event and route.
 func (t *target) commandData(name, aggFlag, event string) (pieceData, error) {
+	if t.ctx.declared(name) {
+		return pieceData{}, fmt.Errorf("context %s declares %s already (in %s)", t.ctx.Package, name, strings.Join(t.ctx.decls[name], ", "))
+	}
 	a, ok := t.findAggregate(name, aggFlag)
 	if !ok {
 		switch {
@@ -679,7 +690,7 @@ func newProjectionData(ctx, name string) pieceData {
 	}}
 }
 
-func eventList(c *context) string {
+func eventList(c *contextInfo) string {
 	var names []string
 	for _, e := range c.Events {
 		names = append(names, e.Type)
@@ -687,7 +698,7 @@ func eventList(c *context) string {
 	return listOrNone(names)
 }
 
-func projectionList(c *context) string {
+func projectionList(c *contextInfo) string {
 	var names []string
 	for _, p := range c.Projections {
 		names = append(names, p.Name)
@@ -695,7 +706,7 @@ func projectionList(c *context) string {
 	return listOrNone(names)
 }
 
-func aggregateList(c *context) string {
+func aggregateList(c *contextInfo) string {
 	var names []string
 	for _, a := range c.Aggregates {
 		names = append(names, a.Type)
@@ -728,12 +739,9 @@ func checkFileName(f string) error {
 }
 
 // genContext plans the generated files of the context in dir.
-func genContext(p *plan, dir string) (*context, error) {
+func genContext(p *plan, dir string) (*contextInfo, error) {
 	c, err := scanContext(p, dir)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkUnique(c); err != nil {
 		return nil, err
 	}
 	for file, tmpl := range map[string]string{genFile: "cairn_gen.go.tmpl", genTestFile: "cairn_gen_test.go.tmpl"} {

@@ -8,6 +8,7 @@ import (
 	"go/parser"
 	"go/token"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -28,8 +29,8 @@ const (
 //	//cairn:query [GET PATH] [reads=P,...] a query, answered by method queries.<Type>
 const directivePrefix = "//cairn:"
 
-// A context is what the generator knows of a bounded-context package.
-type context struct {
+// A contextInfo is what the generator knows of a bounded-context package.
+type contextInfo struct {
 	Package     string // the package name
 	Dir         string // slash-separated, relative to the module root
 	Events      []eventDecl
@@ -38,8 +39,10 @@ type context struct {
 	Projections []projectionDecl
 	Queries     []queryDecl
 
-	decls   map[string][]string // declared identifier ("Name" or "Recv.Method") → files
-	results map[string]string   // query type → its handler's result type
+	decls map[string][]string // declared identifier ("Name" or "Recv.Method") → files
+	// Imports are the imports the query result types need, as they are
+	// written in an import block: `"encoding/json"` or `x "example.com/y"`.
+	Imports []string
 }
 
 type eventDecl struct{ Type, Name string }
@@ -74,7 +77,7 @@ func (q queryDecl) ReadFields() []string {
 }
 
 // aggregate returns the aggregate declared with type name t.
-func (c *context) aggregate(t string) (aggregateDecl, bool) {
+func (c *contextInfo) aggregate(t string) (aggregateDecl, bool) {
 	for _, a := range c.Aggregates {
 		if a.Type == t {
 			return a, true
@@ -83,7 +86,7 @@ func (c *context) aggregate(t string) (aggregateDecl, bool) {
 	return aggregateDecl{}, false
 }
 
-func (c *context) projection(name string) (projectionDecl, bool) {
+func (c *contextInfo) projection(name string) (projectionDecl, bool) {
 	for _, p := range c.Projections {
 		if p.Name == name {
 			return p, true
@@ -93,10 +96,10 @@ func (c *context) projection(name string) (projectionDecl, bool) {
 }
 
 // declared reports whether an identifier (or "Recv.Method") is declared.
-func (c *context) declared(name string) bool { return len(c.decls[name]) > 0 }
+func (c *contextInfo) declared(name string) bool { return len(c.decls[name]) > 0 }
 
 // routes lists the context's routes as "METHOD PATH".
-func (c *context) routes() map[string]string {
+func (c *contextInfo) routes() map[string]string {
 	out := map[string]string{}
 	for _, cmd := range c.Commands {
 		if cmd.Path != "" {
@@ -114,16 +117,16 @@ func (c *context) routes() map[string]string {
 // scanContext parses the Go files of dir, as they will be after p, and
 // reads its directives. It checks that every directive's counterpart
 // (constructor, handler method) exists.
-func scanContext(p *plan, dir string) (*context, error) {
+func scanContext(p *plan, dir string) (*contextInfo, error) {
 	names, err := p.listDir(dir)
 	if err != nil {
 		return nil, err
 	}
 	fset := token.NewFileSet()
-	c := &context{Dir: dir, decls: map[string][]string{}, results: map[string]string{}}
+	c := &contextInfo{Dir: dir, decls: map[string][]string{}}
 	type method struct {
 		decl *ast.FuncDecl
-		file string
+		file *ast.File
 	}
 	methods := map[string]method{}
 	funcs := map[string]bool{}
@@ -171,7 +174,7 @@ func scanContext(p *plan, dir string) (*context, error) {
 				recv := receiverType(d.Recv.List[0].Type)
 				key := recv + "." + d.Name.Name
 				c.decls[key] = append(c.decls[key], rel)
-				methods[key] = method{d, rel}
+				methods[key] = method{d, f}
 			case *ast.GenDecl:
 				for _, s := range d.Specs {
 					switch s := s.(type) {
@@ -236,6 +239,11 @@ func scanContext(p *plan, dir string) (*context, error) {
 			return nil, err
 		}
 		c.Queries[i].Result = b.String()
+		imports, err := importsOf(m.file, m.decl.Type.Results.List[0].Type)
+		if err != nil {
+			return nil, fmt.Errorf("%s: query %s: %w", dir, q.Type, err)
+		}
+		c.Imports = append(c.Imports, imports...)
 		for _, r := range q.Reads {
 			if _, ok := c.projection(r); !ok {
 				return nil, fmt.Errorf("%s: query %s reads=%s, but the context has no //cairn:projection %s", dir, q.Type, r, r)
@@ -246,8 +254,37 @@ func scanContext(p *plan, dir string) (*context, error) {
 	return c, nil
 }
 
+// importsOf returns the imports of f that the expression e uses.
+func importsOf(f *ast.File, e ast.Expr) ([]string, error) {
+	var out []string
+	var err error
+	ast.Inspect(e, func(n ast.Node) bool {
+		sel, ok := n.(*ast.SelectorExpr)
+		if !ok {
+			return true
+		}
+		id, ok := sel.X.(*ast.Ident)
+		if !ok {
+			return true
+		}
+		for _, is := range f.Imports {
+			if importName(is) == id.Name {
+				spec := is.Path.Value
+				if is.Name != nil {
+					spec = is.Name.Name + " " + spec
+				}
+				out = append(out, spec)
+				return false
+			}
+		}
+		err = fmt.Errorf("the result type uses %s, which its file does not import", id.Name)
+		return false
+	})
+	return out, err
+}
+
 // directives reads the //cairn: lines of a type's doc comment.
-func (c *context) directives(fset *token.FileSet, doc *ast.CommentGroup, typ string) error {
+func (c *contextInfo) directives(fset *token.FileSet, doc *ast.CommentGroup, typ string) error {
 	if doc == nil {
 		return nil
 	}
@@ -322,12 +359,14 @@ func (c *context) directives(fset *token.FileSet, doc *ast.CommentGroup, typ str
 	return nil
 }
 
-func sortContext(c *context) {
+func sortContext(c *contextInfo) {
 	sort.Slice(c.Events, func(i, j int) bool { return c.Events[i].Type < c.Events[j].Type })
 	sort.Slice(c.Aggregates, func(i, j int) bool { return c.Aggregates[i].Type < c.Aggregates[j].Type })
 	sort.Slice(c.Commands, func(i, j int) bool { return c.Commands[i].Type < c.Commands[j].Type })
 	sort.Slice(c.Projections, func(i, j int) bool { return c.Projections[i].Name < c.Projections[j].Name })
 	sort.Slice(c.Queries, func(i, j int) bool { return c.Queries[i].Type < c.Queries[j].Type })
+	sort.Strings(c.Imports)
+	c.Imports = slices.Compact(c.Imports)
 }
 
 // fieldNames are the names a struct field declares: its names, or its
@@ -378,7 +417,7 @@ func receiverType(e ast.Expr) string {
 // checkNew refuses a run whose new files declare what the package already
 // declares, or declare something twice among themselves, or whose routes
 // or event names collide.
-func checkNew(c *context, p *plan) error {
+func checkNew(c *contextInfo, p *plan) error {
 	var clashes []string
 	for name, files := range c.decls {
 		if len(files) < 2 {
@@ -403,7 +442,7 @@ func checkNew(c *context, p *plan) error {
 
 // checkUnique refuses two declarations of one route, event name or
 // projection name.
-func checkUnique(c *context) error {
+func checkUnique(c *contextInfo) error {
 	seen := map[string]string{}
 	claim := func(key, who string) error {
 		if prev, ok := seen[key]; ok {
