@@ -98,22 +98,6 @@ func (c *contextInfo) projection(name string) (projectionDecl, bool) {
 // declared reports whether an identifier (or "Recv.Method") is declared.
 func (c *contextInfo) declared(name string) bool { return len(c.decls[name]) > 0 }
 
-// routes lists the context's routes as "METHOD PATH".
-func (c *contextInfo) routes() map[string]string {
-	out := map[string]string{}
-	for _, cmd := range c.Commands {
-		if cmd.Path != "" {
-			out["POST "+cmd.Path] = cmd.Type
-		}
-	}
-	for _, q := range c.Queries {
-		if q.Path != "" {
-			out["GET "+q.Path] = q.Type
-		}
-	}
-	return out
-}
-
 // scanContext parses the Go files of dir, as they will be after p, and
 // reads its directives. It checks that every directive's counterpart
 // (constructor, handler method) exists.
