@@ -8,7 +8,13 @@ WITH_PG     := scripts/with-postgres.sh
 BENCH_COUNT ?= 5
 PROJECTION_BENCH_COUNT ?= 3
 
-.PHONY: test lint bench build
+.PHONY: demo test lint bench build
+
+## demo: the sample order system on 127.0.0.1:8080, driven by a few hundred
+## orders, with a summary; it serves on until Ctrl-C (ARGS=--exit returns).
+demo:
+	$(GO) build -o bin/orders ./examples/orders/cmd/orders
+	$(WITH_PG) bin/orders demo $(ARGS)
 
 build:
 	$(GO) build ./...

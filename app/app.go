@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -39,6 +40,10 @@ import (
 // DefaultDatabaseURL is the database used when neither Config.DatabaseURL
 // nor $DATABASE_URL names one.
 const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// DefaultMaxConns is the size of the connection pool App opens, unless the
+// database URL sets pool_max_conns.
+const DefaultMaxConns = 32
 
 // Module is one bounded context's registration.
 type Module interface {
@@ -68,7 +73,8 @@ type Deps struct {
 // Config configures an App. The zero value is usable.
 type Config struct {
 	// DatabaseURL is the PostgreSQL URL (default $DATABASE_URL, then
-	// DefaultDatabaseURL).
+	// DefaultDatabaseURL). Its pool_max_conns sets the pool's size
+	// (default DefaultMaxConns).
 	DatabaseURL string
 	// Pool, when set, is used instead of opening DatabaseURL; the App
 	// then does not close it.
@@ -116,7 +122,16 @@ func New(ctx context.Context, cfg Config, modules ...Module) (*App, error) {
 		if url == "" {
 			url = DefaultDatabaseURL
 		}
-		pool, err := pgxpool.New(ctx, url)
+		pcfg, err := pgxpool.ParseConfig(url)
+		if err != nil {
+			return nil, fmt.Errorf("app: the database URL: %w", err)
+		}
+		if !strings.Contains(url, "pool_max_conns") {
+			// pgxpool's default (4 on a 2-core machine) starves a service
+			// whose HTTP handlers, saga relay and projections share it.
+			pcfg.MaxConns = DefaultMaxConns
+		}
+		pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 		if err != nil {
 			return nil, fmt.Errorf("app: opening the database: %w", err)
 		}

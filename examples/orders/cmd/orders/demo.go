@@ -43,7 +43,7 @@ func demoCmd() *cobra.Command {
 			// The demo prints its own story; the system logs only warnings.
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 			if f.payTimeout == 0 {
-				f.payTimeout = 2 * time.Second
+				f.payTimeout = 10 * time.Second
 			}
 			gw := f.gateway()
 			a, err := f.open(ctx, cmd, gw, logger)
@@ -80,7 +80,7 @@ func demoCmd() *cobra.Command {
 	fl.IntVar(&opts.Orders, "orders", 300, "orders to place")
 	fl.IntVar(&opts.Concurrency, "concurrency", 16, "clients placing orders at once")
 	fl.IntVar(&opts.SKUs, "skus", 8, "products to stock")
-	fl.IntVar(&opts.Stock, "stock", 60, "units of each product")
+	fl.IntVar(&opts.Stock, "stock", 120, "units of each product")
 	fl.Uint64Var(&opts.Seed, "seed", 0, "seed of the generated orders (0: random)")
 	fl.BoolVar(&exit, "exit", false, "return after the summary instead of serving on")
 	return cmd
