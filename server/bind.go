@@ -36,8 +36,10 @@ type RequestBinder interface {
 // commands that take their route's path parameters themselves; an error is
 // a 400 with the problem type wrong-type. A command without BindPath gets
 // them through its `param` struct tags, after its body is decoded, so that
-// the path wins over the body: tag such a field `json:"-"` to keep it out of
-// the body.
+// the path wins over the body. Keep such a field's JSON name (do not tag it
+// `json:"-"`): the command's JSON encoding is what the dispatcher hashes to
+// tell a resubmission from a reused Idempotency-Key, and a path value left
+// out of it would let one key be replayed against another path unnoticed.
 type PathBinder interface {
 	BindPath(path map[string]string) error
 }

@@ -205,6 +205,9 @@ type OrderEvents struct {
 // Broken reaches a database that is not there.
 type Broken struct{}
 
+// Unbuilt reads a read model that was never built.
+type Unbuilt struct{}
+
 // Buggy fails with an error full of internals.
 type Buggy struct {
 	Panic bool `query:"panic"`
@@ -253,6 +256,11 @@ func registerQueries(bus *query.Bus, pool *pgxpool.Pool, store eventstore.Store,
 		}
 		_ = conn.Close(ctx)
 		return "unreachable", nil
+	}))
+	query.MustRegister(bus, query.HandlerFunc[Unbuilt, string](func(ctx context.Context, _ Unbuilt) (string, error) {
+		var s string
+		err := pool.QueryRow(ctx, "SELECT status FROM "+pgx.Identifier{model + "_never_built", "orders"}.Sanitize()).Scan(&s)
+		return s, err
 	}))
 	query.MustRegister(bus, query.HandlerFunc[Buggy, string](func(ctx context.Context, q Buggy) (string, error) {
 		if q.Panic {

@@ -142,6 +142,7 @@ func (e *env) newServer(t testing.TB, cfg server.Config, metrics *server.Metrics
 	server.MustQuery[GetOrder, Order](srv, "/slow-orders/:id", server.WithMaxWait(300*time.Millisecond))
 	server.MustQuery[GetOrder, Order](srv, "/public/orders/:id", server.Anonymous())
 	server.MustQuery[Broken, string](srv, "/broken")
+	server.MustQuery[Unbuilt, string](srv, "/unbuilt")
 	server.MustQuery[Buggy, string](srv, "/buggy")
 	server.MustQuery[Slow, string](srv, "/slow")
 	return srv

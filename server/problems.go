@@ -93,6 +93,10 @@ const (
 	// ProblemDatabaseUnavailable (503): PostgreSQL could not be reached or
 	// is shutting down. Retry-After says when to try again.
 	ProblemDatabaseUnavailable = ProblemBase + "database-unavailable"
+	// ProblemReadModelUnavailable (503): the read model a query needs has
+	// not been built yet (its projection has never run against this
+	// database).
+	ProblemReadModelUnavailable = ProblemBase + "read-model-unavailable"
 	// ProblemUnavailable (503): the request ran out of time, or the server
 	// is shutting down. Retry-After says when to try again.
 	ProblemUnavailable = ProblemBase + "unavailable"
@@ -123,6 +127,7 @@ var problemTitles = map[string]string{
 	ProblemInvalidCommand:        "Invalid command",
 	ProblemWaitTimeout:           "Read model not up to date",
 	ProblemDatabaseUnavailable:   "Database unavailable",
+	ProblemReadModelUnavailable:  "Read model not built yet",
 	ProblemUnavailable:           "Service unavailable",
 	ProblemInternal:              "Internal server error",
 }
@@ -220,6 +225,8 @@ func (s *Server) problemFor(err error) *Problem {
 		return NewProblem(http.StatusUnprocessableEntity, ProblemInvalidCommand, "the command names an invalid identifier").wrap(err)
 	case errors.Is(err, eventstore.ErrEventTooLarge):
 		return NewProblem(http.StatusUnprocessableEntity, ProblemInvalidCommand, "the command's events are too large").wrap(err)
+	case readModelMissing(err):
+		return s.unavailable(ProblemReadModelUnavailable, "the read model is not built yet; try again later").wrap(err)
 	case databaseUnavailable(err):
 		return s.unavailable(ProblemDatabaseUnavailable, "the database is unavailable; try again later").wrap(err)
 	case errors.Is(err, context.DeadlineExceeded):
@@ -261,6 +268,14 @@ func (s *Server) unavailable(typ, detail string) *Problem {
 // right now: connection failures, a closed pool, SQLSTATE class 08
 // (connection exception), 53 (insufficient resources: too many connections,
 // out of memory or disk) and 57P01-57P03 (shutting down, cannot connect now).
+// readModelMissing tells a query of a table or schema that does not exist:
+// a read model whose projection has not run yet, which a retry after the
+// daemon's first pass answers.
+func readModelMissing(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "3F000")
+}
+
 func databaseUnavailable(err error) bool {
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) {
