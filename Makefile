@@ -31,11 +31,12 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 ## bench: the benchmarks behind docs/benchmarks.md. The projection
-## benchmarks rebuild 1,000,000 events per run, so they run once per count.
+## benchmarks rebuild 1,000,000 events per run and the sample system's push
+## hundreds of orders through it, so they run once per count.
 bench:
 	$(WITH_PG) $(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) \
 		./eventstore/... ./aggregate/... ./command/... ./server/... | tee bench.out
 	$(WITH_PG) $(GO) test -run '^$$' -bench . -benchtime 1x -count $(PROJECTION_BENCH_COUNT) -timeout 60m \
-		./projection/ | tee -a bench.out
+		./projection/ ./examples/orders/ | tee -a bench.out
 	$(GO) run $(BENCHSTAT) bench.out
 	$(GO) run ./internal/benchratio bench.out

@@ -33,7 +33,7 @@ var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 // so that clients reach the restarted process where they reached the
 // first.
 type system struct {
-	t      *testing.T
+	t      testing.TB
 	pool   *pgxpool.Pool
 	schema string
 	addr   string
@@ -45,7 +45,7 @@ type system struct {
 	stopped chan error
 }
 
-func newSystem(t *testing.T, cfg orders.Config) *system {
+func newSystem(t testing.TB, cfg orders.Config) *system {
 	pool := pgtest.Pool(t, 40)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

@@ -35,6 +35,7 @@ var pairs = []pair{
 	{"HTTPGetByID/framework", "HTTPGetByID/bare", "HTTP GET by ID, server.Query route vs bare echo+pgx, 8 clients (goal ≥ 0.90)"},
 	{"HTTPList/framework", "HTTPList/bare", "HTTP page of 20 (query.List) vs bare echo+pgx, same SQL, 8 clients (goal ≥ 0.90)"},
 	{"HTTPCommand/post", "HTTPCommand/append", "HTTP POST command end to end vs raw store.Append of one event, 8 clients"},
+	{"Orders/end-to-end", "Orders/raw-insert", "sample orders completed end to end (HTTP, saga, 4 contexts, read models) vs raw pgx INSERT commits, 16 clients"},
 }
 
 // figure names a custom metric worth printing as it is (latencies).
@@ -47,6 +48,10 @@ var figures = []figure{
 	{"LiveLag/cairn", "p99-ms", "live lag, commit to read model, p99 (ms; goal < 50)"},
 	{"LiveLag/raw-insert-notify", "p99-ms", "baseline: raw INSERT + NOTIFY round trip, p99 (ms)"},
 	{"LiveLag/cairn", "p99-x-raw", "live lag p99 ÷ raw INSERT + NOTIFY p99"},
+	{"Orders/end-to-end", "orders/s", "sample orders completed per second, 200 placed at once by 16 clients"},
+	{"Orders/end-to-end", "p99-ms", "sample order placed → completed, p99 (ms), 200 at once (queueing included)"},
+	{"Orders/one-at-a-time", "p50-ms", "sample order placed → completed, p50 (ms), one at a time"},
+	{"Orders/one-at-a-time", "p99-ms", "sample order placed → completed, p99 (ms), one at a time"},
 }
 
 var line = regexp.MustCompile(`^Benchmark(\S+?)(-\d+)?\s+\d+\s+(.*)$`)
