@@ -208,7 +208,7 @@ func (r *report) print(out io.Writer, base string) {
 		len(r.views), r.elapsed.Round(time.Millisecond), float64(len(r.views))/r.elapsed.Seconds())
 	fmt.Fprintf(out, "Orders by final state:   completed %d, rejected %d (too little stock), cancelled %d (payment declined or timed out)\n",
 		byStatus["completed"], byStatus["rejected"], byStatus["cancelled"])
-	fmt.Fprintf(out, "Placement to final:      p50 %s, p99 %s\n", pct(0.50), pct(0.99))
+	fmt.Fprintf(out, "Placement to final:      p50 %s, p99 %s (placed in a burst: mostly queueing)\n", pct(0.50), pct(0.99))
 	fmt.Fprintf(out, "Events appended:         %d\n", r.events)
 	fmt.Fprintf(out, "Projection lag (events):")
 	for _, name := range orders.Projections(orders.Config{}) {
