@@ -44,9 +44,9 @@ func (m *Manager) relay(ctx context.Context, w *waker) error {
 			break
 		}
 		var rows []outboxRow
-		if free := m.cfg.Concurrency - inflight; free > 0 {
+		if free := m.cfg.Concurrency - inflight; free > 0 && ctx.Err() == nil {
 			var err error
-			if rows, err = m.claim(ctx, free); err != nil && ctx.Err() == nil {
+			if rows, err = m.claimDetached(ctx, free); err != nil {
 				m.log.Warn("cairn: saga relay could not read the outbox", "error", err)
 			}
 		}
@@ -69,6 +69,15 @@ func (m *Manager) relay(ctx context.Context, w *waker) error {
 		}
 	}
 	return nil
+}
+
+// claimDetached claims without ctx's cancellation: a claim cancelled in
+// flight may still commit, leaving commands leased that nobody sends until
+// the lease runs out. Once claimed, they are sent (see send).
+func (m *Manager) claimDetached(ctx context.Context, n int) ([]outboxRow, error) {
+	claimCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	return m.claim(claimCtx, n)
 }
 
 // claim leases up to n sendable commands.

@@ -152,6 +152,24 @@ func drive(ctx context.Context, out io.Writer, a *app.App, gw *payment.Simulated
 	if err != nil {
 		return nil, err
 	}
+	ids := make([]string, len(placed))
+	for i, o := range placed {
+		ids[i] = o.ID
+	}
+	// An order can be final before its saga has sent its last commands
+	// (stock committed as sold, a late payment refunded): wait for them,
+	// so that the summary and the inventory add up.
+	for {
+		var pending int
+		if err := d.Store.Pool().QueryRow(waitCtx, `SELECT count(*) FROM `+d.Store.Schema()+`.saga_outbox
+			WHERE saga = $1 AND instance_id = ANY($2) AND status = 'pending'`, fulfilment.SagaName, ids).Scan(&pending); err != nil {
+			return nil, fmt.Errorf("waiting for the saga's last commands: %w", err)
+		}
+		if pending == 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	r := &report{placed: placed, views: views, elapsed: time.Since(start), gateway: gw.Totals(), lag: map[string]int64{}}
 	if r.events, err = d.Store.CountLog(ctx, startHead, eventstore.ReadLogOptions{}); err != nil {
 		return nil, err
@@ -162,10 +180,6 @@ func drive(ctx context.Context, out io.Writer, a *app.App, gw *payment.Simulated
 			return nil, err
 		}
 		r.lag[name] = st.Lag
-	}
-	ids := make([]string, len(placed))
-	for i, o := range placed {
-		ids[i] = o.ID
 	}
 	r.sagaOutcome = map[string]int64{}
 	rows, err := d.Store.Pool().Query(ctx, `SELECT outcome, count(*) FROM `+d.Store.Schema()+`.saga_instances
