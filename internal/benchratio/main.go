@@ -95,7 +95,7 @@ func main() {
 		if len(s) == 0 || len(b) == 0 {
 			continue
 		}
-		fmt.Printf("%-7.2f %-5d %s\n", median(b)/median(s), min(len(s), len(b)), p.note)
+		fmt.Printf("%-7s %-5d %s\n", ratio(median(b)/median(s)), min(len(s), len(b)), p.note)
 	}
 	for _, f := range figures {
 		v := samples[f.benchmark][f.unit]
@@ -115,4 +115,13 @@ func median(v []float64) float64 {
 		return v[n/2]
 	}
 	return (v[n/2-1] + v[n/2]) / 2
+}
+
+// ratio prints r with two decimals, or three significant digits when it is
+// too small for two decimals to tell anything.
+func ratio(r float64) string {
+	if r < 0.1 {
+		return strconv.FormatFloat(r, 'g', 3, 64)
+	}
+	return strconv.FormatFloat(r, 'f', 2, 64)
 }
