@@ -174,7 +174,7 @@ func (e *env) stepsSaga(name string) *saga.Definition[jobState] {
 	})
 	saga.On(d, func(s StepDone) string { return s.JobID }, func(c *saga.Context[jobState], s StepDone) error {
 		c.State.Done = s.N
-		c.AddCompensation(UndoStep{JobID: s.JobID, N: s.N})
+		c.AddCompensation(UndoStep(s))
 		if s.N < c.State.Steps {
 			c.Send(DoStep{JobID: s.JobID, N: s.N + 1, FailAt: c.State.FailAt})
 			return nil

@@ -17,10 +17,10 @@ import (
 
 // systemFlags are the flags serve and demo share.
 type systemFlags struct {
-	addr                          string
-	failureRate                   float64
-	latency, jitter, payTimeout   time.Duration
-	noProjections, noSagas, quiet bool
+	addr                        string
+	failureRate                 float64
+	latency, jitter, payTimeout time.Duration
+	noProjections, noSagas      bool
 }
 
 func (f *systemFlags) register(cmd *cobra.Command, failureRate float64, latency, jitter time.Duration) {
