@@ -28,14 +28,8 @@ const benchOrders = 200
 // clients on the same server, in the same run. Run it with -benchtime 1x.
 func BenchmarkOrders(b *testing.B) {
 	b.Run("end-to-end", func(b *testing.B) {
-		cfg := orders.Config{Prefix: fmt.Sprintf("b%07x_", pgtest.Suffix()&0xfffffff), Gateway: &payment.SimulatedGateway{}}
-		sys := newSystem(b, cfg)
-		sys.start()
 		ctx := context.Background()
-		base := "http://" + sys.addr
-		if err := waitReady(ctx, base); err != nil {
-			b.Fatal(err)
-		}
+		base := startBenchSystem(b)
 		var latencies []time.Duration
 		var elapsed time.Duration
 		b.ResetTimer()
@@ -79,14 +73,8 @@ func BenchmarkOrders(b *testing.B) {
 	// One order at a time: the latency of the path itself, without the
 	// queueing of a burst.
 	b.Run("one-at-a-time", func(b *testing.B) {
-		cfg := orders.Config{Prefix: fmt.Sprintf("b%07x_", pgtest.Suffix()&0xfffffff), Gateway: &payment.SimulatedGateway{}}
-		sys := newSystem(b, cfg)
-		sys.start()
 		ctx := context.Background()
-		base := "http://" + sys.addr
-		if err := waitReady(ctx, base); err != nil {
-			b.Fatal(err)
-		}
+		base := startBenchSystem(b)
 		const serial = 30
 		var latencies []time.Duration
 		b.ResetTimer()
@@ -151,4 +139,17 @@ func BenchmarkOrders(b *testing.B) {
 			wg.Wait()
 		}
 	})
+}
+
+// startBenchSystem runs the system with a gateway that approves everything
+// at once, and returns its base URL once it is ready.
+func startBenchSystem(b *testing.B) string {
+	cfg := orders.Config{Prefix: fmt.Sprintf("b%07x_", pgtest.Suffix()&0xfffffff), Gateway: &payment.SimulatedGateway{}}
+	sys := newSystem(b, cfg)
+	sys.start()
+	base := "http://" + sys.addr
+	if err := waitReady(context.Background(), base); err != nil {
+		b.Fatal(err)
+	}
+	return base
 }

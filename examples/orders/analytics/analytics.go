@@ -40,41 +40,25 @@ func (m Module) Register(d *app.Deps) error {
 		_, err := tx.Exec(ctx, `CREATE TABLE counters (name text PRIMARY KEY, value bigint NOT NULL)`)
 		return err
 	})
-	on := func(name string) func(context.Context, pgx.Tx) error {
-		return func(ctx context.Context, tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, `INSERT INTO counters (name, value) VALUES ($1, 1)
-				ON CONFLICT (name) DO UPDATE SET value = counters.value + 1`, name)
-			return err
-		}
-	}
-	saga.React(r, func(ctx context.Context, tx pgx.Tx, _ ordering.OrderPlaced, _ eventstore.RecordedEvent) error {
-		return on("orders_placed")(ctx, tx)
-	})
-	saga.React(r, func(ctx context.Context, tx pgx.Tx, _ ordering.OrderReserved, _ eventstore.RecordedEvent) error {
-		return on("orders_reserved")(ctx, tx)
-	})
-	saga.React(r, func(ctx context.Context, tx pgx.Tx, _ ordering.OrderPaid, _ eventstore.RecordedEvent) error {
-		return on("orders_paid")(ctx, tx)
-	})
-	saga.React(r, func(ctx context.Context, tx pgx.Tx, _ ordering.OrderCompleted, _ eventstore.RecordedEvent) error {
-		return on("orders_completed")(ctx, tx)
-	})
-	saga.React(r, func(ctx context.Context, tx pgx.Tx, _ ordering.OrderRejected, _ eventstore.RecordedEvent) error {
-		return on("orders_rejected")(ctx, tx)
-	})
-	saga.React(r, func(ctx context.Context, tx pgx.Tx, _ ordering.OrderCancelled, _ eventstore.RecordedEvent) error {
-		return on("orders_cancelled")(ctx, tx)
-	})
-	saga.React(r, func(ctx context.Context, tx pgx.Tx, _ payment.PaymentCharged, _ eventstore.RecordedEvent) error {
-		return on("payments_charged")(ctx, tx)
-	})
-	saga.React(r, func(ctx context.Context, tx pgx.Tx, _ payment.PaymentFailed, _ eventstore.RecordedEvent) error {
-		return on("payments_failed")(ctx, tx)
-	})
-	saga.React(r, func(ctx context.Context, tx pgx.Tx, _ payment.PaymentRefunded, _ eventstore.RecordedEvent) error {
-		return on("payments_refunded")(ctx, tx)
-	})
+	count[ordering.OrderPlaced](r, "orders_placed")
+	count[ordering.OrderReserved](r, "orders_reserved")
+	count[ordering.OrderPaid](r, "orders_paid")
+	count[ordering.OrderCompleted](r, "orders_completed")
+	count[ordering.OrderRejected](r, "orders_rejected")
+	count[ordering.OrderCancelled](r, "orders_cancelled")
+	count[payment.PaymentCharged](r, "payments_charged")
+	count[payment.PaymentFailed](r, "payments_failed")
+	count[payment.PaymentRefunded](r, "payments_refunded")
 	return d.Sagas.RegisterReactor(r)
+}
+
+// count makes every event of type E add one to the counter called name.
+func count[E any](r *saga.Reactor, name string) {
+	saga.React(r, func(ctx context.Context, tx pgx.Tx, _ E, _ eventstore.RecordedEvent) error {
+		_, err := tx.Exec(ctx, `INSERT INTO counters (name, value) VALUES ($1, 1)
+			ON CONFLICT (name) DO UPDATE SET value = counters.value + 1`, name)
+		return err
+	})
 }
 
 // Counters reads the funnel counters of the reactor's schema.
