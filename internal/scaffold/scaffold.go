@@ -11,8 +11,9 @@
 // piece is adding a file; registration follows by itself.
 //
 // Every run plans all its files first and checks them (names, files that
-// exist, identifiers the package declares already, routes and event names
-// taken), and writes nothing unless every check passes.
+// exist, identifiers the package declares already, routes taken, event
+// names taken in the service), and writes nothing unless every check
+// passes.
 package scaffold
 
 import (
@@ -380,6 +381,9 @@ func (o *options) finish(cmd *cobra.Command, p *plan, last func() error) error {
 		}
 	}
 	if err := p.check(); err != nil {
+		return err
+	}
+	if err := checkServiceEvents(p); err != nil {
 		return err
 	}
 	return p.write(cmd.OutOrStdout(), o.dryRun)

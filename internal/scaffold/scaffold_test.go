@@ -108,6 +108,12 @@ func TestRefusals(t *testing.T) {
 	if err := os.WriteFile(existing, []byte("package billing\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A second context, whose events must not take billing's names.
+	mustCairn(t, "new", "context", "shipping", "--dir", svc)
+	taken := func(ctx, event, file string) string {
+		return "context " + ctx + " cannot declare event name \"" + event + "\" (" + event + " in " + ctx + "/" + file +
+			"): context billing declares it already (" + event + " in billing/"
+	}
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -124,6 +130,9 @@ func TestRefusals(t *testing.T) {
 		{[]string{"new", "command", "Apply", "--context", "billing", "--aggregate", "Invoice"}, 1, "Invoice.Apply is declared in"},
 		{[]string{"new", "event", "InvoiceCreated", "--context", "billing"}, 1, "InvoiceCreated is declared in"},
 		{[]string{"new", "query", "Other", "--context", "billing", "--projection", "invoices", "--path", "/invoices/:id"}, 1, "both declare route GET /invoices/:id"},
+		{[]string{"new", "context", "sales", "--aggregate", "Invoice"}, 1, taken("sales", "InvoiceClosed", "events.go")},
+		{[]string{"new", "event", "InvoiceReminded", "--context", "shipping"}, 1, taken("shipping", "InvoiceReminded", "event_invoice_reminded.go")},
+		{[]string{"new", "command", "HoldShipping", "--context", "shipping", "--event", "InvoiceArchived"}, 1, taken("shipping", "InvoiceArchived", "command_hold_shipping.go")},
 		{[]string{"new", "projection", "Totals", "--context", "billing"}, 2, "snake_case"},
 		{[]string{"new", "projection", "invoices", "--context", "billing"}, 1, "refusing to overwrite existing files"},
 		{[]string{"new", "query", "ListThings", "--context", "nowhere"}, 1, "no context nowhere"},
@@ -163,6 +172,54 @@ func TestRefusals(t *testing.T) {
 	mustCairn(t, "new", "command", "VoidInvoice", "--context", "billing", "--dir", svc, "--force")
 	if b, _ := os.ReadFile(existing); !bytes.Contains(b, []byte("//cairn:command POST /invoices/:id/void")) {
 		t.Errorf("--force did not overwrite:\n%s", b)
+	}
+}
+
+// TestEventNames checks that events are stored under their type names
+// unless a directive qualifies them, and that sync refuses two contexts
+// declaring one name, leaving the tree as it was.
+func TestEventNames(t *testing.T) {
+	svc := generateAll(t, t.TempDir(), "--cairn-version", "v0.1.0")
+	mustCairn(t, "new", "context", "shipping", "--dir", svc)
+	gen, err := os.ReadFile(filepath.Join(svc, "billing", "cairn_gen.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(gen, []byte(`eventstore.Register[InvoiceReminded](r, "InvoiceReminded"),`)) {
+		t.Errorf("billing/cairn_gen.go does not register InvoiceReminded under its type name:\n%s", gen)
+	}
+
+	// A hand-written event whose name billing has taken.
+	file := filepath.Join(svc, "shipping", "reminders.go")
+	write := func(directive string) {
+		t.Helper()
+		src := "package shipping\n\n// InvoiceReminded is shipping's own.\n//\n//cairn:event" + directive + "\ntype InvoiceReminded struct{}\n"
+		if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, directive := range []string{"", " InvoiceReminded"} {
+		write(directive)
+		before := hashTree(t, svc)
+		code, out, errOut := cairn(t, "new", "sync", "--dir", svc)
+		want := `contexts billing and shipping both declare event name "InvoiceReminded" (InvoiceReminded in billing/event_invoice_reminded.go; InvoiceReminded in shipping/reminders.go)`
+		if code != 1 || !strings.Contains(errOut, want) || !strings.Contains(errOut, "//cairn:event shipping.InvoiceReminded") {
+			t.Errorf("sync with //cairn:event%s in shipping: exit %d, want 1 saying %q\n%s%s", directive, code, want, out, errOut)
+		}
+		if hashTree(t, svc) != before {
+			t.Errorf("the refused sync (//cairn:event%s) changed the tree", directive)
+		}
+	}
+
+	// Qualified, it is shipping's.
+	write(" shipping.InvoiceReminded")
+	mustCairn(t, "new", "sync", "--dir", svc)
+	gen, err = os.ReadFile(filepath.Join(svc, "shipping", "cairn_gen.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(gen, []byte(`eventstore.Register[InvoiceReminded](r, "shipping.InvoiceReminded"),`)) {
+		t.Errorf("shipping/cairn_gen.go does not register the qualified name:\n%s", gen)
 	}
 }
 

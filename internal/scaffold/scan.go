@@ -23,7 +23,7 @@ const (
 // end of a type's doc comment:
 //
 //	//cairn:aggregate CATEGORY            a type embedding aggregate.Base, made by New<Type>()
-//	//cairn:event NAME                    an event type, stored under NAME
+//	//cairn:event [NAME]                  an event type, stored under NAME (default its type name)
 //	//cairn:command [POST PATH]           a command, handled by method handlers.<Type>
 //	//cairn:projection NAME               a projector, made by new<Type>(registry, name)
 //	//cairn:query [GET PATH] [reads=P,...] a query, answered by method queries.<Type>
@@ -45,7 +45,13 @@ type contextInfo struct {
 	Imports []string
 }
 
-type eventDecl struct{ Type, Name string }
+// An eventDecl is a type marked //cairn:event. Its name is its type's
+// unless the directive gives one, such as a qualified "billing.Created";
+// names are unique in the service, not only in the context.
+type eventDecl struct {
+	Type, Name string
+	File       string // the file declaring it, relative to the module root
+}
 
 type aggregateDecl struct{ Type, Category string }
 
@@ -288,14 +294,14 @@ func (c *contextInfo) directives(fset *token.FileSet, doc *ast.CommentGroup, typ
 		kind, args := fields[0], fields[1:]
 		switch kind {
 		case "event":
-			name := c.Package + "." + typ
+			name := typ
 			if len(args) > 1 {
 				return bad("want //cairn:event [NAME]")
 			}
 			if len(args) == 1 {
 				name = args[0]
 			}
-			c.Events = append(c.Events, eventDecl{Type: typ, Name: name})
+			c.Events = append(c.Events, eventDecl{Type: typ, Name: name, File: pos.Filename})
 		case "aggregate":
 			if len(args) != 1 || strings.ContainsAny(args[0], "-\"\\") {
 				return bad("want //cairn:aggregate CATEGORY (a stream category, without '-')")
@@ -463,6 +469,58 @@ func checkUnique(c *contextInfo) error {
 		if err := claim("stream category "+a.Category, a.Type); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkServiceEvents refuses a run after which two contexts of the service
+// would declare one event name. A stored event's name is what picks the Go
+// type it decodes to, in a registry every context of the service shares, so
+// a name belongs to one context. The context whose declaration the run
+// writes is the one refused.
+func checkServiceEvents(p *plan) error {
+	dirs, err := contextDirs(p)
+	if err != nil {
+		return err
+	}
+	type owner struct {
+		ctx   string
+		event eventDecl
+	}
+	first := map[string]owner{}
+	var clashes []string
+	for _, dir := range dirs {
+		c, err := scanContext(p, dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range c.Events {
+			prev, ok := first[e.Name]
+			if !ok {
+				first[e.Name] = owner{c.Package, e}
+				continue
+			}
+			if path.Dir(prev.event.File) == path.Dir(e.File) {
+				continue // one context: checkUnique's concern
+			}
+			a, b := prev, owner{c.Package, e}
+			_, aNew := p.files[a.event.File]
+			_, bNew := p.files[b.event.File]
+			if aNew && !bNew {
+				a, b = b, a
+			}
+			desc := func(o owner) string { return fmt.Sprintf("%s in %s", o.event.Type, o.event.File) }
+			if aNew == bNew {
+				clashes = append(clashes, fmt.Sprintf("contexts %s and %s both declare event name %q (%s; %s): rename one of the events, or qualify its name (//cairn:event %s.%s)",
+					a.ctx, b.ctx, e.Name, desc(a), desc(b), b.ctx, b.event.Type))
+				continue
+			}
+			clashes = append(clashes, fmt.Sprintf("context %s cannot declare event name %q (%s): context %s declares it already (%s); rename the event, or qualify its name (//cairn:event %s.%s)",
+				b.ctx, e.Name, desc(b), a.ctx, desc(a), b.ctx, b.event.Type))
+		}
+	}
+	if len(clashes) > 0 {
+		return fmt.Errorf("refusing to generate: event names are unique in a service, since stored events carry them:\n  %s", strings.Join(clashes, "\n  "))
 	}
 	return nil
 }
