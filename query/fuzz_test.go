@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -121,6 +122,11 @@ func FuzzParseListRequest(f *testing.F) {
 		}
 		if strings.Count(got, "$") != len(args) {
 			t.Fatalf("%q: %d args for SQL %s", raw, len(args), got)
+		}
+		// List's cached query is the one built afresh.
+		cached, cachedArgs, err := p.query(&fuzzSpec, SQL.Select("*").From("orders"))
+		if err != nil || cached != got || !reflect.DeepEqual(cachedArgs, args) {
+			t.Fatalf("%q: the cache gives %s %v (%v), a fresh build %s %v", raw, cached, cachedArgs, err, got, args)
 		}
 	})
 }

@@ -205,7 +205,7 @@ func ParseListRequest(spec ListSpec, v url.Values) (ListRequest, error) {
 		return ListRequest{}, err
 	}
 	var req ListRequest
-	for _, name := range slices.Sorted(maps.Keys(v)) {
+	for _, name := range sortedKeys(v) {
 		vals := v[name]
 		if len(vals) == 0 {
 			continue
@@ -246,7 +246,7 @@ func ParseListRequest(spec ListSpec, v url.Values) (ListRequest, error) {
 			req.Filters[name] = vals[0]
 		}
 	}
-	p, err := spec.plan(req)
+	p, err := spec.checkedPlan(req)
 	if err != nil {
 		return ListRequest{}, err
 	}
@@ -254,6 +254,17 @@ func ParseListRequest(spec ListSpec, v url.Values) (ListRequest, error) {
 	saved.Filters = maps.Clone(req.Filters)
 	req.checked = &checkedPlan{listing: spec.Name, req: saved, plan: p}
 	return req, nil
+}
+
+// sortedKeys returns m's keys in order; a request has few, so they fit
+// in the caller's stack unless it has many.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, 8)
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 // plan is a checked request: everything List needs to build its query.
@@ -273,13 +284,18 @@ type boundFilter struct {
 	value string
 }
 
-// plan checks req against the spec.
+// plan checks the spec, then req against it.
 func (s *ListSpec) plan(req ListRequest) (*plan, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
+	return s.checkedPlan(req)
+}
+
+// checkedPlan checks req against a spec that passed check.
+func (s *ListSpec) checkedPlan(req ListRequest) (*plan, error) {
 	p := &plan{}
-	for _, name := range slices.Sorted(maps.Keys(req.Filters)) {
+	for _, name := range sortedKeys(req.Filters) {
 		value := req.Filters[name]
 		f, ok := s.Filters[name]
 		if !ok {
@@ -347,9 +363,25 @@ func (s *ListSpec) defaultLimit() int {
 	return s.DefaultLimit
 }
 
-// sqlType is what a spec may give as a SQL type: names, possibly
-// schema-qualified or quoted, with modifiers and array brackets.
-var sqlType = regexp.MustCompile(`^[A-Za-z_"][A-Za-z0-9_ ."(),\[\]]*$`)
+// isSQLType reports whether t is what a spec may give as a SQL type: names,
+// possibly schema-qualified or quoted, with modifiers and array brackets;
+// that is, t matches ^[A-Za-z_"][A-Za-z0-9_ ."(),\[\]]*$ (a loop rather
+// than a regexp: specs are checked on every request).
+func isSQLType(t string) bool {
+	if t == "" {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		switch {
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', c == '_', c == '"':
+		case i > 0 && ('0' <= c && c <= '9' || strings.IndexByte(" .(),[]", c) >= 0):
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // check reports a malformed spec: a programming error, not the client's, so
 // it does not match ErrInvalidQuery.
@@ -382,7 +414,7 @@ func (s *ListSpec) check() error {
 			return bad("filter %q: no Column", name)
 		case f.Op < Eq || f.Op > In:
 			return bad("filter %q: unknown Op %d", name, int(f.Op))
-		case f.Type != "" && !sqlType.MatchString(f.Type):
+		case f.Type != "" && !isSQLType(f.Type):
 			return bad("filter %q: type %q does not look like a SQL type", name, f.Type)
 		}
 	}
@@ -399,7 +431,7 @@ func checkColumn(c Column) error {
 	if strings.TrimSpace(c.Name) == "" {
 		return errors.New("no Name")
 	}
-	if !sqlType.MatchString(c.Type) {
+	if !isSQLType(c.Type) {
 		return fmt.Errorf("type %q does not look like a SQL type", c.Type)
 	}
 	return nil
@@ -411,14 +443,14 @@ func filterDigest(fs []boundFilter) string {
 	if len(fs) == 0 {
 		return ""
 	}
-	h := sha256.New()
+	var scratch [256]byte
+	b := scratch[:0]
 	for _, f := range fs {
-		h.Write([]byte(f.name))
-		h.Write([]byte{0})
-		h.Write([]byte(f.value))
-		h.Write([]byte{0})
+		b = append(append(b, f.name...), 0)
+		b = append(append(b, f.value...), 0)
 	}
-	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:12])
+	sum := sha256.Sum256(b)
+	return base64.RawURLEncoding.EncodeToString(sum[:12])
 }
 
 // checkFilterValue applies the filter's Validate, or the check for its type,

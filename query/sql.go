@@ -78,6 +78,11 @@ func Get[T any](ctx context.Context, db Querier, q squirrel.SelectBuilder, scan 
 // PostgreSQL and cast back by it, become the next cursor, so any type with
 // an order works. The sort column and the tie-breaker must not be NULL; an
 // index on (sort column, tie-breaker) serves the query.
+//
+// The SQL text depends only on the base query's text and the request's
+// shape (sort, direction, cursor or none, page size, which filters), never
+// on its values, so List builds it once per shape and keeps it in a
+// bounded cache; a request only binds its values.
 func List[T any](ctx context.Context, db Querier, spec ListSpec, base squirrel.SelectBuilder, req ListRequest, scan pgx.RowToFunc[T]) (Page[T], error) {
 	p := req.planFor(&spec)
 	if p == nil {
@@ -86,12 +91,10 @@ func List[T any](ctx context.Context, db Querier, spec ListSpec, base squirrel.S
 			return Page[T]{}, err
 		}
 	}
-	for _, part := range []string{"OrderByParts", "Limit", "Offset"} {
-		if _, set := builder.Get(base, part); set {
-			return Page[T]{}, fmt.Errorf("query: listing %q: the base query has its own ORDER BY, LIMIT or OFFSET", spec.Name)
-		}
+	sql, args, err := p.query(&spec, base)
+	if errors.Is(err, errBaseOrder) {
+		return Page[T]{}, fmt.Errorf("query: listing %q: %w", spec.Name, err)
 	}
-	sql, args, err := p.build(&spec, base).ToSql()
 	if err != nil {
 		return Page[T]{}, fmt.Errorf("query: listing %q: building the query: %w", spec.Name, err)
 	}
@@ -104,15 +107,18 @@ func List[T any](ctx context.Context, db Querier, spec ListSpec, base squirrel.S
 	page := Page[T]{Items: make([]T, 0, min(p.limit, 64))}
 	var last [2]string
 	more := false
+	row := &pageRow{Rows: rows}
 	for rows.Next() {
 		if len(page.Items) == p.limit {
 			more = true
 			break
 		}
-		if last, err = cursorValues(rows); err != nil {
+		// Only the page's last row becomes the cursor; the others are
+		// checked, not copied.
+		if err = cursorValues(rows, len(page.Items) == p.limit-1, &last); err != nil {
 			return Page[T]{}, fmt.Errorf("query: listing %q: %w", spec.Name, err)
 		}
-		item, err := scan(pageRow{rows})
+		item, err := scan(row)
 		if err != nil {
 			return Page[T]{}, fmt.Errorf("query: listing %q: scanning a row: %w", spec.Name, err)
 		}
@@ -134,14 +140,34 @@ func List[T any](ctx context.Context, db Querier, spec ListSpec, base squirrel.S
 	return page, nil
 }
 
+var errBaseOrder = errors.New("the base query has its own ORDER BY, LIMIT or OFFSET")
+
+// checkBase refuses a base query with clauses List adds.
+func checkBase(base squirrel.SelectBuilder) error {
+	for _, part := range [...]string{"OrderByParts", "Limit", "Offset"} {
+		if _, set := builder.Get(base, part); set {
+			return errBaseOrder
+		}
+	}
+	return nil
+}
+
 // The two columns List appends to the base query's, hidden from scan.
 const (
 	sortValueColumn = "cairn_cursor_sort"
 	tieValueColumn  = "cairn_cursor_tie"
 )
 
-// build makes the page's query from the base query.
+// build makes the page's query from the base query, with the request's
+// values as arguments. List runs the same SQL text from its cache (see
+// plan.query).
 func (p *plan) build(spec *ListSpec, base squirrel.SelectBuilder) squirrel.SelectBuilder {
+	return p.buildWith(spec, base, p.appendArgs(nil, spec))
+}
+
+// buildWith makes the page's query with args, in the order appendArgs
+// gives them, as the arguments of the listing's own placeholders.
+func (p *plan) buildWith(spec *ListSpec, base squirrel.SelectBuilder, args []any) squirrel.SelectBuilder {
 	sortCol, tie := p.sort, spec.TieBreaker
 	// to_jsonb renders dates and times in ISO 8601 whatever the session's
 	// DateStyle, so the text always casts back to the same value.
@@ -149,28 +175,29 @@ func (p *plan) build(spec *ListSpec, base squirrel.SelectBuilder) squirrel.Selec
 		"to_jsonb("+sortCol.Name+") #>> '{}' AS "+sortValueColumn,
 		"to_jsonb("+tie.Name+") #>> '{}' AS "+tieValueColumn,
 	)
-	for _, f := range p.filters {
+	for i, f := range p.filters {
 		typ := f.f.Type
 		if typ == "" {
 			typ = "text"
 		}
 		if f.f.Op == In {
-			q = q.Where(f.f.Column+" = ANY(CAST(?::text[] AS "+typ+"[]))", strings.Split(f.value, ","))
+			q = q.Where(f.f.Column+" = ANY(CAST(?::text[] AS "+typ+"[]))", args[i])
 		} else {
-			q = q.Where(f.f.Column+" "+f.f.Op.String()+" CAST(?::text AS "+typ+")", f.value)
+			q = q.Where(f.f.Column+" "+f.f.Op.String()+" CAST(?::text AS "+typ+")", args[i])
 		}
 	}
+	args = args[len(p.filters):]
 	cmp, dir := ">", ""
 	if p.desc {
 		cmp, dir = "<", " DESC"
 	}
-	sameColumn := strings.TrimSpace(sortCol.Name) == strings.TrimSpace(tie.Name)
+	sameColumn := p.sameColumn(spec)
 	if p.after != nil {
 		if sameColumn {
-			q = q.Where("("+sortCol.Name+") "+cmp+" CAST(?::text AS "+sortCol.Type+")", p.after.Key)
+			q = q.Where("("+sortCol.Name+") "+cmp+" CAST(?::text AS "+sortCol.Type+")", args[0])
 		} else {
 			q = q.Where("("+sortCol.Name+", "+tie.Name+") "+cmp+
-				" (CAST(?::text AS "+sortCol.Type+"), CAST(?::text AS "+tie.Type+"))", p.after.Key, p.after.Tie)
+				" (CAST(?::text AS "+sortCol.Type+"), CAST(?::text AS "+tie.Type+"))", args[0], args[1])
 		}
 	}
 	if sameColumn {
@@ -181,27 +208,29 @@ func (p *plan) build(spec *ListSpec, base squirrel.SelectBuilder) squirrel.Selec
 	return q.Limit(uint64(p.limit) + 1)
 }
 
-// cursorValues reads the hidden columns of the current row.
-func cursorValues(rows pgx.Rows) ([2]string, error) {
+// cursorValues checks the hidden columns of the current row and, when
+// keep is set, copies them into v.
+func cursorValues(rows pgx.Rows, keep bool, v *[2]string) error {
 	fds := rows.FieldDescriptions()
 	raw := rows.RawValues()
 	n := len(fds)
 	if n < 2 || len(raw) != n || fds[n-2].Name != sortValueColumn || fds[n-1].Name != tieValueColumn {
-		return [2]string{}, errors.New("the query lost its cursor columns")
+		return errors.New("the query lost its cursor columns")
 	}
-	var v [2]string
-	for i, col := range []string{"sort column", "tie-breaker"} {
+	for i, col := range [...]string{"sort column", "tie-breaker"} {
 		fd, b := fds[n-2+i], raw[n-2+i]
 		if fd.DataTypeOID != pgtype.TextOID {
-			return [2]string{}, fmt.Errorf("%s rendered as type OID %d, not text", col, fd.DataTypeOID)
+			return fmt.Errorf("%s rendered as type OID %d, not text", col, fd.DataTypeOID)
 		}
 		if b == nil {
-			return [2]string{}, fmt.Errorf("the %s is NULL in a row; keyset pagination needs non-null values (coalesce the column in the spec)", col)
+			return fmt.Errorf("the %s is NULL in a row; keyset pagination needs non-null values (coalesce the column in the spec)", col)
 		}
-		// Text is the same bytes in the text and the binary format.
-		v[i] = string(b)
+		if keep {
+			// Text is the same bytes in the text and the binary format.
+			v[i] = string(b)
+		}
 	}
-	return v, nil
+	return nil
 }
 
 // queryError classifies an error from running a page's query: a value the
@@ -239,20 +268,24 @@ func isInputError(err error) bool {
 	return false
 }
 
-// pageRow is the current row without List's cursor columns, as scan sees it.
-type pageRow struct{ pgx.Rows }
+// pageRow is the current row without List's cursor columns, as scan sees
+// it. One serves a whole page, reusing its buffer of destinations.
+type pageRow struct {
+	pgx.Rows
+	dest []any
+}
 
-func (r pageRow) FieldDescriptions() []pgconn.FieldDescription {
+func (r *pageRow) FieldDescriptions() []pgconn.FieldDescription {
 	fds := r.Rows.FieldDescriptions()
 	return fds[:len(fds)-2]
 }
 
-func (r pageRow) RawValues() [][]byte {
+func (r *pageRow) RawValues() [][]byte {
 	raw := r.Rows.RawValues()
 	return raw[:len(raw)-2]
 }
 
-func (r pageRow) Values() ([]any, error) {
+func (r *pageRow) Values() ([]any, error) {
 	vs, err := r.Rows.Values()
 	if err != nil {
 		return nil, err
@@ -261,11 +294,14 @@ func (r pageRow) Values() ([]any, error) {
 }
 
 // Scan scans the visible columns; pgx skips nil destinations.
-func (r pageRow) Scan(dest ...any) error {
+func (r *pageRow) Scan(dest ...any) error {
 	if len(dest) == 1 {
 		if rs, ok := dest[0].(pgx.RowScanner); ok {
 			return rs.ScanRow(r)
 		}
 	}
-	return r.Rows.Scan(append(dest[:len(dest):len(dest)], nil, nil)...)
+	r.dest = append(append(r.dest[:0], dest...), nil, nil)
+	err := r.Rows.Scan(r.dest...)
+	clear(r.dest)
+	return err
 }
