@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"net"
@@ -18,8 +19,10 @@ import (
 
 	"github.com/cairn-es/cairn/app"
 	"github.com/cairn-es/cairn/examples/orders"
+	"github.com/cairn-es/cairn/examples/orders/analytics"
 	"github.com/cairn-es/cairn/examples/orders/demo"
 	"github.com/cairn-es/cairn/examples/orders/fulfilment"
+	"github.com/cairn-es/cairn/examples/orders/notification"
 	"github.com/cairn-es/cairn/examples/orders/payment"
 	"github.com/cairn-es/cairn/internal/pgtest"
 	"github.com/cairn-es/cairn/projection"
@@ -103,8 +106,13 @@ func (s *system) current() *app.App {
 // concurrently against limited stock, with declined and slow payments, and
 // the process restarted once mid-run.
 func TestOrdersEndToEnd(t *testing.T) {
-	gw := &payment.SimulatedGateway{FailureRate: 0.2, Latency: 5 * time.Millisecond, Jitter: 1200 * time.Millisecond, Seed: 42}
-	cfg := orders.Config{Prefix: fmt.Sprintf("t%07x_", pgtest.Suffix()&0xfffffff), Gateway: gw, PaymentTimeout: time.Second}
+	gw := &payment.SimulatedGateway{FailureRate: 0.2, Latency: 5 * time.Millisecond, Seed: 42}
+	// One order in eight has a payment that answers a second after the
+	// saga's payment timeout, and succeeds: the saga, which cancelled the
+	// order meanwhile, must refund it.
+	const paymentTimeout = 10 * time.Second
+	slow := &slowGateway{SimulatedGateway: gw, delay: paymentTimeout + time.Second}
+	cfg := orders.Config{Prefix: fmt.Sprintf("t%07x_", pgtest.Suffix()&0xfffffff), Gateway: slow, PaymentTimeout: paymentTimeout}
 	sys := newSystem(t, cfg)
 	sys.start()
 
@@ -239,6 +247,22 @@ func TestOrdersEndToEnd(t *testing.T) {
 		require.Zero(t, inst.PendingCommands+inst.DeadCommands, o.ID)
 	}
 
+	// The reactions saw the same story, without the saga knowing them:
+	// one message per order placed and one per final state; the funnel
+	// counts every order once.
+	var received, finalNotes int
+	require.NoError(t, sys.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE kind = 'order_received'),
+		count(*) FILTER (WHERE kind IN ('order_shipped', 'order_rejected', 'order_cancelled'))
+		FROM `+pgx.Identifier{cfg.Prefix + notification.ReactorName, "notifications"}.Sanitize()).Scan(&received, &finalNotes))
+	require.Equal(t, [2]int{placeCount, placeCount}, [2]int{received, finalNotes})
+	counters, err := analytics.Counters(ctx, sys.pool, cfg.Prefix+analytics.ReactorName)
+	require.NoError(t, err)
+	require.Equal(t, int64(placeCount), counters["orders_placed"])
+	require.Equal(t, int64(byStatus["completed"]), counters["orders_completed"])
+	require.Equal(t, int64(byStatus["rejected"]), counters["orders_rejected"])
+	require.Equal(t, int64(byStatus["cancelled"]), counters["orders_cancelled"])
+	require.Equal(t, int64(log.count("PaymentRefunded")), counters["payments_refunded"])
+
 	// The read models equal a from-scratch rebuild.
 	for _, name := range orders.Projections(cfg) {
 		rep, err := d.Projections.Rebuild(ctx, name, projection.RebuildOptions{Verify: true})
@@ -366,4 +390,23 @@ func sagaDump(s *system, cfg orders.Config, id string) string {
 	}
 	b, _ := json.MarshalIndent(d, "", " ")
 	return string(b)
+}
+
+// slowGateway delays the charges of one order in eight by delay.
+type slowGateway struct {
+	*payment.SimulatedGateway
+	delay time.Duration
+}
+
+func (g *slowGateway) Charge(ctx context.Context, key string, amountCents int64) (string, error) {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	if h.Sum32()%8 == 0 {
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(g.delay):
+		}
+	}
+	return g.SimulatedGateway.Charge(ctx, key, amountCents)
 }
