@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/command"
@@ -119,7 +120,27 @@ func TestSagaCommandThatKeepsFailingIsDeadAndFailsItsInstance(t *testing.T) {
 	listed, err := insp.List(context.Background(), saga.ListOptions{Saga: name, Status: saga.StatusFailed})
 	require.NoError(t, err)
 	require.Len(t, listed, 1)
-	_ = r
+
+	// The metrics tell the same: the failed instance, the dead command,
+	// the sends that failed.
+	reg := prometheus.NewRegistry()
+	require.NoError(t, r.sagas.RegisterMetrics(reg))
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	values := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			key := f.GetName()
+			for _, l := range m.GetLabel() {
+				key += "," + l.GetName() + "=" + l.GetValue()
+			}
+			values[key] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	require.Equal(t, 1.0, values[saga.MetricInstances+",saga="+name+",status=failed"], values)
+	require.Equal(t, 1.0, values[saga.MetricOutbox+",saga="+name+",status=dead"], values)
+	require.Equal(t, 1.0, values[saga.MetricCommands+",outcome=dead,saga="+name], values)
+	require.Equal(t, 2.0, values[saga.MetricCommands+",outcome=retried,saga="+name], values)
 }
 
 func TestSagaTimeoutSurvivesARestartAndFiresExactlyOnce(t *testing.T) {
