@@ -110,3 +110,74 @@ func requirePostgres(t *testing.T) {
 			"run `make test`, which starts one when none answers, or set DATABASE_URL.", url, err)
 	}
 }
+
+// TestContextOutsideService generates a context in a directory of a module
+// that has no generated modules.go (as in this repository's examples), adds
+// a piece to it, registers it as the printed lines say in a hand-written
+// module list, and vets and builds the module.
+func TestContextOutsideService(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Fatalf("this test runs the go command, which is not on PATH: %v", err)
+	}
+	root := repoRoot(t)
+	repo := t.TempDir()
+	gomod := "module example.com/repo\n\ngo " + goVersion + "\n\nrequire " + cairnModule + " " + unknownVersion +
+		"\n\nreplace " + cairnModule + " => " + filepath.ToSlash(root) + "\n"
+	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shop := filepath.Join(repo, "examples", "shop")
+	const list = `package shop
+
+import (
+	"github.com/cairn-es/cairn/app"
+	// imports
+)
+
+// Config configures the shop.
+type Config struct{ Prefix string }
+
+// Modules returns the shop's modules.
+func Modules(cfg Config) []app.Module {
+	return []app.Module{
+		// modules
+	}
+}
+`
+	for file, content := range map[string]string{
+		filepath.Join(repo, "go.mod"):  gomod,
+		filepath.Join(repo, "go.sum"):  string(sum),
+		filepath.Join(shop, "shop.go"): list,
+	} {
+		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(file, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	out := mustCairn(t, "new", "context", "billing", "--dir", shop)
+	wantImport := `  import "example.com/repo/examples/shop/billing"` + "\n"
+	wantModule := "  billing.Module{Prefix: cfg.Prefix},\n"
+	if !strings.HasSuffix(out, wantImport+wantModule) {
+		t.Fatalf("cairn new context billing prints, at the end:\n%s\nwant:\n%s%s", out, wantImport, wantModule)
+	}
+	if _, err := os.Stat(filepath.Join(repo, "modules.go")); err == nil {
+		t.Error("a modules.go was written")
+	}
+	mustCairn(t, "new", "command", "ArchiveBilling", "--context", "billing", "--dir", shop)
+	mustCairn(t, "new", "event", "BillingReminded", "--context", "billing", "--dir", shop)
+	// Inside the context's own directory, --context names it.
+	mustCairn(t, "new", "projection", "billing_activity", "--context", "billing", "--dir", filepath.Join(shop, "billing"))
+
+	src := strings.Replace(list, "// imports", strings.TrimPrefix(strings.TrimSpace(wantImport), "import "), 1)
+	src = strings.Replace(src, "// modules", strings.TrimSpace(wantModule), 1)
+	if err := os.WriteFile(filepath.Join(shop, "shop.go"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	goCmd(t, repo, "mod", "tidy", "-e")
+	goCmd(t, repo, "vet", "./...")
+	goCmd(t, repo, "build", "./...")
+}

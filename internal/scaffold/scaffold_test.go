@@ -367,3 +367,41 @@ func firstDiff(want, got []byte) string {
 	}
 	return "(same lines)"
 }
+
+// TestContextInExamples runs cairn new context inside this repository's
+// examples/orders, which has no generated modules.go: a dry run lists the
+// context's files and the lines registering it, and a context named after
+// an existing package is refused; neither writes anything.
+func TestContextInExamples(t *testing.T) {
+	orders := filepath.Join(repoRoot(t), "examples", "orders")
+	if _, err := os.Stat(filepath.Join(orders, "orders.go")); err != nil {
+		t.Fatalf("no examples/orders in this checkout: %v", err)
+	}
+	before := hashTree(t, orders)
+	out := mustCairn(t, "new", "context", "billing", "--dir", orders, "--dry-run")
+	for _, want := range []string{
+		"create    " + filepath.ToSlash(filepath.Join(displayPath(orders), "billing", "module.go")) + "\n",
+		"/billing/cairn_gen.go\n",
+		"/billing/sql/billings.sql\n",
+		"dry run: nothing was written\n",
+		"  import \"github.com/cairn-es/cairn/examples/orders/billing\"\n  billing.Module{Prefix: cfg.Prefix},\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the dry run does not say %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "/modules.go\n") {
+		t.Errorf("the dry run plans a modules.go:\n%s", out)
+	}
+	if hashTree(t, orders) != before {
+		t.Error("the dry run changed examples/orders")
+	}
+
+	code, out, errOut := cairn(t, "new", "context", "ordering", "--dir", orders)
+	if code == 0 || !strings.Contains(errOut, "already exists") {
+		t.Errorf("cairn new context ordering in examples/orders: exit %d, want non-zero saying it already exists\n%s%s", code, out, errOut)
+	}
+	if hashTree(t, orders) != before {
+		t.Error("the refused run changed examples/orders")
+	}
+}
