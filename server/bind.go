@@ -127,15 +127,14 @@ func minPosition(r *http.Request) (eventstore.Position, error) {
 }
 
 // target allocates a T to bind into: ptr is a pointer to it (for a pointer
-// type T, the pointer itself), value returns it.
-func target[T any]() (ptr any, value func() T) {
-	t := reflect.TypeFor[T]()
-	if t.Kind() == reflect.Pointer {
-		v := reflect.New(t.Elem()).Interface().(T)
-		return v, func() T { return v }
+// type T, the pointer itself), and *v is the T.
+func target[T any]() (v *T, ptr any) {
+	v = new(T)
+	if t := reflect.TypeFor[T](); t.Kind() == reflect.Pointer {
+		*v = reflect.New(t.Elem()).Interface().(T)
+		return v, *v
 	}
-	v := new(T)
-	return v, func() T { return *v }
+	return v, v
 }
 
 var defaultBinder = &echo.DefaultBinder{}
@@ -143,24 +142,177 @@ var defaultBinder = &echo.DefaultBinder{}
 // pathParams returns the route's path parameters, unescaped, and puts the
 // unescaped values back into c for echo's binder.
 func pathParams(c echo.Context) (map[string]string, error) {
+	if err := unescapePathParams(c); err != nil {
+		return nil, err
+	}
 	names, values := c.ParamNames(), c.ParamValues()
 	out := make(map[string]string, len(names))
-	escaped := c.Request().URL.RawPath != ""
-	unescaped := make([]string, len(values))
 	for i, name := range names {
-		v := values[i]
-		if escaped {
-			u, err := url.PathUnescape(v)
-			if err != nil {
-				return nil, badRequest(ProblemInvalidQuery, "path parameter %q is not validly escaped", name)
-			}
-			v = u
+		out[name] = values[i]
+	}
+	return out, nil
+}
+
+// unescapePathParams replaces the route's path parameters in c by their
+// unescaped values, when the request path has escapes.
+func unescapePathParams(c echo.Context) error {
+	if c.Request().URL.RawPath == "" {
+		return nil // echo matched the unescaped path: nothing to undo
+	}
+	names, values := c.ParamNames(), c.ParamValues()
+	unescaped := make([]string, len(names))
+	for i, name := range names {
+		u, err := url.PathUnescape(values[i])
+		if err != nil {
+			return badRequest(ProblemInvalidQuery, "path parameter %q is not validly escaped", name)
 		}
-		unescaped[i] = v
-		out[name] = v
+		unescaped[i] = u
 	}
 	c.SetParamValues(unescaped...)
-	return out, nil
+	return nil
+}
+
+// pathPlan binds path parameters into a struct the way echo's binder
+// does, without its per-request map and reflection over the type: made
+// once per route, for structs whose `param` fields are all of basic kinds
+// (strings, integers, floats, booleans, without unmarshaling methods). A
+// nil plan means echo's binder does the work.
+type pathPlan struct {
+	fields []planField
+}
+
+type planField struct {
+	name  string
+	index int
+	kind  reflect.Kind
+	bits  int
+}
+
+var (
+	bindUnmarshalerType         = reflect.TypeFor[echo.BindUnmarshaler]()
+	bindMultipleUnmarshalerType = reflect.TypeFor[interface{ UnmarshalParams([]string) error }]()
+	textUnmarshalerType         = reflect.TypeFor[interface{ UnmarshalText([]byte) error }]()
+)
+
+// planPath returns the plan for binding a *t's path parameters (t a
+// struct, or a pointer to one), or nil where echo's binder must do it.
+func planPath(t reflect.Type) *pathPlan {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	p := &pathPlan{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Anonymous {
+			return nil // embedded structs: echo's rules are subtle
+		}
+		if !f.IsExported() {
+			continue // echo cannot set it
+		}
+		name := f.Tag.Get("param")
+		if name == "" {
+			if f.Type.Kind() == reflect.Struct {
+				return nil // echo looks inside
+			}
+			continue
+		}
+		pt := reflect.PointerTo(f.Type)
+		if pt.Implements(bindUnmarshalerType) || pt.Implements(bindMultipleUnmarshalerType) || pt.Implements(textUnmarshalerType) {
+			return nil
+		}
+		pf := planField{name: name, index: i, kind: f.Type.Kind()}
+		switch pf.kind {
+		case reflect.String, reflect.Bool:
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+			reflect.Float32, reflect.Float64:
+			pf.bits = f.Type.Bits()
+			if pf.kind == reflect.Int || pf.kind == reflect.Uint {
+				pf.bits = 0 // as echo parses them
+			}
+		default:
+			return nil
+		}
+		p.fields = append(p.fields, pf)
+	}
+	return p
+}
+
+// bind sets the planned fields of the struct ptr points to from c's path
+// parameters. ok is false when the plan cannot decide (a value that does
+// not parse, a name that matches only in another case): echo's binder then
+// binds, with its own results and errors.
+func (p *pathPlan) bind(c echo.Context, ptr any) (ok bool) {
+	names, values := c.ParamNames(), c.ParamValues()
+	if len(names) == 0 || len(p.fields) == 0 {
+		return true // echo's binder binds nothing either
+	}
+	v := reflect.ValueOf(ptr).Elem()
+	for _, f := range p.fields {
+		found := -1
+		for i, name := range names {
+			if name == f.name {
+				found = i // the last one wins, as in echo's map
+			}
+		}
+		if found < 0 {
+			for _, name := range names {
+				if strings.EqualFold(name, f.name) {
+					return false
+				}
+			}
+			continue
+		}
+		val := ""
+		if found < len(values) {
+			val = values[found]
+		}
+		field := v.Field(f.index)
+		switch f.kind {
+		case reflect.String:
+			field.SetString(val)
+		case reflect.Bool:
+			if val == "" {
+				val = "false"
+			}
+			b, err := strconv.ParseBool(val)
+			if err != nil {
+				return false
+			}
+			field.SetBool(b)
+		case reflect.Float32, reflect.Float64:
+			if val == "" {
+				val = "0.0"
+			}
+			x, err := strconv.ParseFloat(val, f.bits)
+			if err != nil {
+				return false
+			}
+			field.SetFloat(x)
+		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			if val == "" {
+				val = "0"
+			}
+			x, err := strconv.ParseUint(val, 10, f.bits)
+			if err != nil {
+				return false
+			}
+			field.SetUint(x)
+		default:
+			if val == "" {
+				val = "0"
+			}
+			x, err := strconv.ParseInt(val, 10, f.bits)
+			if err != nil {
+				return false
+			}
+			field.SetInt(x)
+		}
+	}
+	return true
 }
 
 // querySpec lists the query parameters a query type binds from `query`
@@ -203,17 +355,24 @@ func querySpec(t reflect.Type) map[string]bool {
 
 // bindQuery builds a Q from the request: through BindRequest, or from its
 // tags, refusing unknown and repeated query parameters; then validates it.
-func (s *Server) bindQuery(c echo.Context, ptr any, spec map[string]bool) error {
+func (s *Server) bindQuery(c echo.Context, ptr any, spec map[string]bool, plan *pathPlan) error {
 	r := c.Request()
-	values, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		return badRequest(ProblemInvalidQuery, "the query string is malformed")
-	}
-	path, err := pathParams(c)
-	if err != nil {
-		return err
+	var values url.Values
+	if r.URL.RawQuery != "" {
+		var err error
+		values, err = url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			return badRequest(ProblemInvalidQuery, "the query string is malformed")
+		}
 	}
 	if rb, ok := ptr.(RequestBinder); ok {
+		path, err := pathParams(c)
+		if err != nil {
+			return err
+		}
+		if values == nil {
+			values = url.Values{}
+		}
 		if err := rb.BindRequest(path, values); err != nil {
 			var p *Problem
 			if errors.As(err, &p) {
@@ -222,26 +381,35 @@ func (s *Server) bindQuery(c echo.Context, ptr any, spec map[string]bool) error 
 			return badRequest(ProblemInvalidQuery, "%s", strings.TrimPrefix(err.Error(), "query: ")).wrap(err)
 		}
 	} else {
-		for _, k := range slices.Sorted(func(yield func(string) bool) {
+		if err := unescapePathParams(c); err != nil {
+			return err
+		}
+		if len(values) > 0 {
+			keys := make([]string, 0, len(values))
 			for k := range values {
-				if !yield(k) {
-					return
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			for _, k := range keys {
+				multi, known := spec[k]
+				switch {
+				case !known:
+					return badRequest(ProblemInvalidQuery, "unknown query parameter %q", clip(k))
+				case !multi && len(values[k]) > 1:
+					return badRequest(ProblemInvalidQuery, "query parameter %q given more than once", k)
 				}
 			}
-		}) {
-			multi, known := spec[k]
-			switch {
-			case !known:
-				return badRequest(ProblemInvalidQuery, "unknown query parameter %q", clip(k))
-			case !multi && len(values[k]) > 1:
-				return badRequest(ProblemInvalidQuery, "query parameter %q given more than once", k)
+		}
+		if plan == nil || !plan.bind(c, ptr) {
+			if err := defaultBinder.BindPathParams(c, ptr); err != nil {
+				return badRequest(ProblemInvalidQuery, "%s", s.diagnosePath(c, ptr)).wrap(err)
 			}
 		}
-		if err := defaultBinder.BindPathParams(c, ptr); err != nil {
-			return badRequest(ProblemInvalidQuery, "%s", s.diagnosePath(c, ptr)).wrap(err)
-		}
-		if err := defaultBinder.BindQueryParams(c, ptr); err != nil {
-			return badRequest(ProblemInvalidQuery, "%s", s.diagnoseQuery(c, values, ptr)).wrap(err)
+		// echo's binder binds nothing from an empty query string.
+		if len(values) > 0 {
+			if err := defaultBinder.BindQueryParams(c, ptr); err != nil {
+				return badRequest(ProblemInvalidQuery, "%s", s.diagnoseQuery(c, values, ptr)).wrap(err)
+			}
 		}
 	}
 	if v, ok := ptr.(Validator); ok {

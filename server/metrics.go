@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -158,6 +160,68 @@ func (m *Metrics) observeHTTP(route, method string, status int, d time.Duration)
 	m.httpDuration.WithLabelValues(route, method, strconv.Itoa(status)).Observe(d.Seconds())
 }
 
+// routeInfo is a route template's label with its request duration
+// observers by method and status, curried once: a request then observes
+// without hashing labels or formatting its status.
+type routeInfo struct {
+	label string
+	mu    sync.Mutex // serializes writers of obs
+	obs   atomic.Pointer[map[methodStatus]prometheus.Observer]
+}
+
+type methodStatus struct {
+	method string
+	status int
+}
+
+func (ri *routeInfo) observe(m *Metrics, method string, status int, d time.Duration) {
+	if !standardMethod(method) || status < 100 || status > 999 {
+		// A client's own method (or an odd status): no caching, so that
+		// the cache stays small; the series is what it always was.
+		m.observeHTTP(ri.label, method, status, d)
+		return
+	}
+	k := methodStatus{method, status}
+	var o prometheus.Observer
+	if obs := ri.obs.Load(); obs != nil {
+		o = (*obs)[k]
+	}
+	if o == nil {
+		o = ri.observer(m, k)
+	}
+	o.Observe(d.Seconds())
+}
+
+// observer curries the histogram for k and caches it (copy on write).
+func (ri *routeInfo) observer(m *Metrics, k methodStatus) prometheus.Observer {
+	ri.mu.Lock()
+	defer ri.mu.Unlock()
+	var old map[methodStatus]prometheus.Observer
+	if p := ri.obs.Load(); p != nil {
+		old = *p
+	}
+	if o := old[k]; o != nil {
+		return o
+	}
+	o := m.httpDuration.WithLabelValues(ri.label, k.method, strconv.Itoa(k.status))
+	obs := make(map[methodStatus]prometheus.Observer, len(old)+1)
+	for k, v := range old {
+		obs[k] = v
+	}
+	obs[k] = o
+	ri.obs.Store(&obs)
+	return o
+}
+
+func standardMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
 func (m *Metrics) observeWait(route, outcome string, d time.Duration) {
 	m.waits.WithLabelValues(route, outcome).Observe(d.Seconds())
 }
@@ -292,5 +356,5 @@ func (s *Server) mountMetrics() {
 		c.Set(quietKey, true)
 		return h(c)
 	}, mw...)
-	s.opsPaths[s.cfg.MetricsPath] = true
+	s.addPath(s.cfg.MetricsPath)
 }

@@ -31,8 +31,8 @@ func (s *Server) mountOps() {
 		c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
 		return writeJSON(c, status, rep)
 	})
-	s.opsPaths[HealthPath] = true
-	s.opsPaths[ReadyPath] = true
+	s.addPath(HealthPath)
+	s.addPath(ReadyPath)
 	s.mountMetrics()
 }
 

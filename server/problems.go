@@ -298,8 +298,8 @@ func databaseUnavailable(err error) bool {
 	return errors.As(err, &ne)
 }
 
-// writeProblem sends p, completing it with the request's path and ID.
-func (s *Server) writeProblem(c echo.Context, p *Problem) error {
+// writeProblem sends p, completing it with the request's path and ID rid.
+func (s *Server) writeProblem(c echo.Context, p *Problem, rid string) error {
 	res := c.Response()
 	if res.Committed {
 		return nil
@@ -312,7 +312,7 @@ func (s *Server) writeProblem(c echo.Context, p *Problem) error {
 		out.Title = http.StatusText(out.Status)
 	}
 	out.Instance = c.Request().URL.EscapedPath()
-	out.RequestID = requestIDOf(c)
+	out.RequestID = rid
 	for k, vs := range p.Header {
 		for _, v := range vs {
 			res.Header().Add(k, v)

@@ -1,12 +1,14 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"reflect"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -58,11 +60,13 @@ func (s *Server) routeConfig(defaultScope string, opts []RouteOption) *routeConf
 	return r
 }
 
-func (s *Server) middlewareFor(r *routeConfig) []echo.MiddlewareFunc {
-	if r.anonymous {
-		return nil
+// withAuth wraps h in the route's authentication once, at mount time:
+// echo would apply route middleware anew on every request.
+func (s *Server) withAuth(r *routeConfig, h echo.HandlerFunc) echo.HandlerFunc {
+	if r.anonymous || s.auth == nil {
+		return h
 	}
-	return []echo.MiddlewareFunc{s.requireScopes(r.scopes)}
+	return s.requireScopes(r.scopes)(h)
 }
 
 // Query mounts a GET route answering query Q with the query bus's handler
@@ -106,13 +110,14 @@ func Query[Q, R any](s *Server, path string, opts ...RouteOption) error {
 		return fmt.Errorf("server: route GET %s: WithResponse applies to command routes", path)
 	}
 	spec := querySpec(reflect.TypeFor[Q]())
+	plan := planPath(reflect.TypeFor[Q]())
 	h := func(c echo.Context) error {
 		pos, err := minPosition(c.Request())
 		if err != nil {
 			return err
 		}
-		ptr, value := target[Q]()
-		if err := s.bindQuery(c, ptr, spec); err != nil {
+		q, ptr := target[Q]()
+		if err := s.bindQuery(c, ptr, spec, plan); err != nil {
 			return err
 		}
 		if len(projections) > 0 && !pos.IsZero() {
@@ -120,14 +125,14 @@ func Query[Q, R any](s *Server, path string, opts ...RouteOption) error {
 				return err
 			}
 		}
-		res, err := query.Ask[Q, R](c.Request().Context(), s.bus, value())
+		res, err := query.Ask[Q, R](c.Request().Context(), s.bus, *q)
 		if err != nil {
 			return err
 		}
 		return writeJSON(c, http.StatusOK, res)
 	}
-	s.echo.GET(path, h, s.middlewareFor(rc)...)
-	s.addRoute(http.MethodGet, path)
+	s.echo.GET(path, s.withAuth(rc, h))
+	s.addPath(path)
 	return nil
 }
 
@@ -227,14 +232,14 @@ func Command[C any](s *Server, path string, opts ...RouteOption) error {
 		if err != nil {
 			return err
 		}
-		ptr, value := target[C]()
+		v, ptr := target[C]()
 		if err := decodeCommand(body, ptr); err != nil {
 			return err
 		}
 		if err := s.bindCommandPath(c, ptr); err != nil {
 			return err
 		}
-		cmd := value()
+		cmd := *v
 		meta := map[string]string{"request_id": requestIDOf(c)}
 		if p, ok := PrincipalFrom(r.Context()); ok && p.Subject != "" {
 			meta["principal"] = p.Subject
@@ -254,8 +259,8 @@ func Command[C any](s *Server, path string, opts ...RouteOption) error {
 		}
 		return writeJSON(c, http.StatusAccepted, out)
 	}
-	s.echo.POST(path, h, s.middlewareFor(rc)...)
-	s.addRoute(http.MethodPost, path)
+	s.echo.POST(path, s.withAuth(rc, h))
+	s.addPath(path)
 	return nil
 }
 
@@ -290,12 +295,36 @@ func (s *Server) bindCommandPath(c echo.Context, ptr any) error {
 	return nil
 }
 
+// jsonBuffer is a pooled buffer with an encoder writing into it.
+type jsonBuffer struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+var jsonBuffers = sync.Pool{New: func() any {
+	b := new(jsonBuffer)
+	b.enc = json.NewEncoder(&b.buf)
+	return b
+}}
+
+// maxPooledJSON bounds the buffers kept for reuse, so that one huge
+// response does not stay in memory.
+const maxPooledJSON = 256 << 10
+
 // writeJSON encodes v before writing anything, so that an encoding failure
-// is still a clean 500.
+// is still a clean 500. The body is json.Marshal's: the encoder's trailing
+// newline is left out.
 func writeJSON(c echo.Context, status int, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
+	b := jsonBuffers.Get().(*jsonBuffer)
+	defer func() {
+		if b.buf.Cap() <= maxPooledJSON {
+			b.buf.Reset()
+			jsonBuffers.Put(b)
+		}
+	}()
+	if err := b.enc.Encode(v); err != nil {
 		return fmt.Errorf("server: encoding the response: %w", err)
 	}
-	return c.JSONBlob(status, b)
+	out := b.buf.Bytes()
+	return c.JSONBlob(status, out[:len(out)-1])
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -173,9 +174,12 @@ type Server struct {
 	store      *postgres.Store
 	metrics    *Metrics
 
-	mu       sync.RWMutex
-	routes   map[string]bool // "METHOD path" of every mounted route
-	opsPaths map[string]bool
+	mu sync.Mutex // serializes writers of paths
+	// paths maps the path template of every mounted route and operations
+	// endpoint to its metrics; copied on write, so requests read it
+	// without locking.
+	paths     atomic.Pointer[map[string]*routeInfo]
+	unmatched *routeInfo
 
 	draining atomic.Bool
 	serving  atomic.Bool
@@ -188,7 +192,8 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, routes: map[string]bool{}, opsPaths: map[string]bool{}}
+	s := &Server{cfg: cfg, log: cfg.Logger, unmatched: &routeInfo{label: "unmatched"}}
+	s.paths.Store(&map[string]*routeInfo{})
 	for _, o := range opts {
 		o(s)
 	}
@@ -210,7 +215,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	e.HideBanner, e.HidePort = true, true
 	e.Logger.SetOutput(discard{})
 	e.HTTPErrorHandler = func(err error, c echo.Context) {
-		if werr := s.writeProblem(c, s.problemFor(err)); werr != nil {
+		if werr := s.writeProblem(c, s.problemFor(err), requestIDOf(c)); werr != nil {
 			s.log.Debug("cairn: writing a problem response failed", "error", werr)
 		}
 	}
@@ -314,11 +319,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// Keys of values in echo's context.
-const (
-	requestIDKey = "cairn.request_id"
-	quietKey     = "cairn.quiet"
-)
+// quietKey, set in echo's context, makes the access log line of a
+// successful request Debug.
+const quietKey = "cairn.quiet"
 
 // RequestIDHeader carries the request ID: the client's, when it sends a
 // valid one (1 to 128 of A-Z a-z 0-9 - _ . : / + =), or a new UUIDv7.
@@ -337,9 +340,53 @@ func validRequestID(v string) bool {
 	return true
 }
 
+// requestIDHeaderKey is RequestIDHeader in canonical form, for direct
+// header map access (the helpers canonicalize on every call, allocating
+// for a key that is not canonical already).
+var requestIDHeaderKey = http.CanonicalHeaderKey(RequestIDHeader)
+
+// newRequestID returns a UUIDv7 for a request started at t: its
+// millisecond, then (as google/uuid does) the fraction of the millisecond
+// in steps of 256 ns, then 62 random bits from the runtime's generator
+// (request IDs are not secrets; crypto/rand costs a system call).
+func newRequestID(t time.Time) string {
+	var u uuid.UUID
+	nano := t.UnixNano()
+	ms := nano / int64(time.Millisecond)
+	seq := (nano - ms*int64(time.Millisecond)) >> 8
+	u[0], u[1], u[2], u[3], u[4], u[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
+	u[6], u[7] = 0x70|byte(seq>>8)&0x0f, byte(seq)
+	r := rand.Uint64()
+	for i := 8; i < 16; i++ {
+		u[i] = byte(r >> (8 * (i - 8)))
+	}
+	u[8] = u[8]&0x3f | 0x80 // variant 10
+	return u.String()
+}
+
+// requestState is the server's part of a request's context: the context
+// with the request's deadline, carrying the request ID. One value serves
+// both, so the request ID costs no allocation of its own (nor echo's
+// per-request store).
+type requestState struct {
+	context.Context
+	id string
+}
+
+type requestStateKey struct{}
+
+func (r *requestState) Value(key any) any {
+	if _, ok := key.(requestStateKey); ok {
+		return r
+	}
+	return r.Context.Value(key)
+}
+
 func requestIDOf(c echo.Context) string {
-	id, _ := c.Get(requestIDKey).(string)
-	return id
+	if st, ok := c.Request().Context().Value(requestStateKey{}).(*requestState); ok {
+		return st.id
+	}
+	return ""
 }
 
 // validToken reports whether v is 1 to n printable ASCII characters.
@@ -361,19 +408,21 @@ func (s *Server) outer(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
 		req := c.Request()
-		rid := req.Header.Get(RequestIDHeader)
-		if !validRequestID(rid) || len(req.Header.Values(RequestIDHeader)) > 1 {
-			rid = uuid.Must(uuid.NewV7()).String()
+		var rid string
+		if vs := req.Header[requestIDHeaderKey]; len(vs) == 1 && validRequestID(vs[0]) {
+			rid = vs[0]
+		} else {
+			rid = newRequestID(start)
 		}
-		c.Set(requestIDKey, rid)
 		h := c.Response().Header()
-		h.Set(RequestIDHeader, rid)
-		h.Set("X-Content-Type-Options", "nosniff")
+		vals := []string{rid, "nosniff"} // one allocation for both headers
+		h[requestIDHeaderKey] = vals[0:1:1]
+		h["X-Content-Type-Options"] = vals[1:2:2]
 
 		ctx, cancel := context.WithTimeout(req.Context(), s.cfg.WriteTimeout)
 		defer cancel()
-		req = req.WithContext(ctx)
-		if req.Body != nil {
+		req = req.WithContext(&requestState{Context: ctx, id: rid})
+		if req.Body != nil && req.Body != http.NoBody {
 			req.Body = http.MaxBytesReader(c.Response(), req.Body, s.cfg.BodyLimit)
 		}
 		c.SetRequest(req)
@@ -385,7 +434,7 @@ func (s *Server) outer(next echo.HandlerFunc) echo.HandlerFunc {
 		var p *Problem
 		if err != nil {
 			p = s.problemFor(err)
-			if werr := s.writeProblem(c, p); werr != nil {
+			if werr := s.writeProblem(c, p, rid); werr != nil {
 				s.log.Debug("cairn: writing a problem response failed", "request_id", rid, "error", werr)
 			}
 		}
@@ -393,10 +442,10 @@ func (s *Server) outer(next echo.HandlerFunc) echo.HandlerFunc {
 		if !c.Response().Committed && err == nil {
 			status = http.StatusOK
 		}
-		route := s.routeLabel(c)
+		route := s.routeOf(c)
 		elapsed := time.Since(start)
-		s.metrics.observeHTTP(route, req.Method, status, elapsed)
-		s.accessLog(c, route, status, elapsed, p)
+		route.observe(s.metrics, req.Method, status, elapsed)
+		s.accessLog(c, rid, route.label, status, elapsed, p)
 		return nil
 	}
 }
@@ -422,26 +471,19 @@ type panicError struct {
 
 func (p *panicError) Error() string { return fmt.Sprintf("server: handler panicked: %v", p.value) }
 
-// routeLabel is the route template for metrics and logs: the matched
-// route, or "unmatched" so that random paths do not make new series.
-func (s *Server) routeLabel(c echo.Context) string {
-	path := c.Path()
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.routes[c.Request().Method+" "+path] || s.opsPaths[path] {
-		return path
-	}
-	if path != "" {
-		for _, m := range []string{http.MethodGet, http.MethodPost} {
-			if s.routes[m+" "+path] {
-				return path // a 405 on a known route
-			}
+// routeOf is the route template for metrics and logs: the matched route
+// (also when it does not accept the method: a 405), or "unmatched" so that
+// random paths do not make new series.
+func (s *Server) routeOf(c echo.Context) *routeInfo {
+	if path := c.Path(); path != "" {
+		if ri := (*s.paths.Load())[path]; ri != nil {
+			return ri
 		}
 	}
-	return "unmatched"
+	return s.unmatched
 }
 
-func (s *Server) accessLog(c echo.Context, route string, status int, elapsed time.Duration, p *Problem) {
+func (s *Server) accessLog(c echo.Context, rid, route string, status int, elapsed time.Duration, p *Problem) {
 	level := slog.LevelInfo
 	if quiet, _ := c.Get(quietKey).(bool); quiet && status < 500 {
 		level = slog.LevelDebug
@@ -459,7 +501,7 @@ func (s *Server) accessLog(c echo.Context, route string, status int, elapsed tim
 		return // build no attributes for a record nobody keeps: this is the hot path
 	}
 	attrs := []slog.Attr{
-		slog.String("request_id", requestIDOf(c)),
+		slog.String("request_id", rid),
 		slog.String("method", c.Request().Method),
 		slog.String("route", route),
 		slog.Int("status", status),
@@ -481,9 +523,19 @@ func (s *Server) accessLog(c echo.Context, route string, status int, elapsed tim
 	s.log.LogAttrs(ctx, level, "cairn: http request", attrs...)
 }
 
-// addRoute records a mounted route for metrics labels.
-func (s *Server) addRoute(method, path string) {
+// addPath records the path of a mounted route or operations endpoint for
+// metrics labels.
+func (s *Server) addPath(path string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.routes[method+" "+path] = true
+	old := *s.paths.Load()
+	if old[path] != nil {
+		return
+	}
+	paths := make(map[string]*routeInfo, len(old)+1)
+	for k, v := range old {
+		paths[k] = v
+	}
+	paths[path] = &routeInfo{label: path}
+	s.paths.Store(&paths)
 }
