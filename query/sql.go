@@ -40,6 +40,83 @@ func Get[T any](ctx context.Context, db Querier, q squirrel.SelectBuilder, scan 
 	if err != nil {
 		return zero, fmt.Errorf("query: building the %s query: %w", resource, err)
 	}
+	return getOne(ctx, db, sql, args, scan, resource, id)
+}
+
+// Prepared is a SELECT rendered once, for the hot paths of a read API:
+// squirrel builds its SQL text at start-up, and each call only binds its
+// arguments.
+type Prepared struct {
+	sql    string
+	params int
+}
+
+// ErrPreparedArgs: a prepared query built with bound values, or called
+// with a different number of arguments than it has placeholders.
+var ErrPreparedArgs = errors.New("query: prepared query arguments")
+
+// Prepare renders q once. Its conditions take their values at each call,
+// in order: write them as placeholders without values (Where("id = ?")).
+// A builder that carries values is refused, since they would be fixed for
+// every call; put constants in the SQL text instead.
+func Prepare(q squirrel.SelectBuilder) (Prepared, error) {
+	sql, args, err := q.PlaceholderFormat(squirrel.Question).ToSql()
+	if err != nil {
+		return Prepared{}, fmt.Errorf("query: preparing: %w", err)
+	}
+	if len(args) > 0 {
+		return Prepared{}, fmt.Errorf("%w: the builder carries %d values; use placeholders without values", ErrPreparedArgs, len(args))
+	}
+	params := countPlaceholders(sql)
+	sql, err = squirrel.Dollar.ReplacePlaceholders(sql)
+	if err != nil {
+		return Prepared{}, fmt.Errorf("query: preparing: %w", err)
+	}
+	return Prepared{sql: sql, params: params}, nil
+}
+
+// countPlaceholders counts the ? placeholders as squirrel numbers them:
+// "??" is an escaped question mark, not a placeholder.
+func countPlaceholders(sql string) int {
+	n := 0
+	for i := 0; i < len(sql); i++ {
+		if sql[i] != '?' {
+			continue
+		}
+		if i+1 < len(sql) && sql[i+1] == '?' {
+			i++
+			continue
+		}
+		n++
+	}
+	return n
+}
+
+// MustPrepare is Prepare for package-level variables: it panics on error.
+func MustPrepare(q squirrel.SelectBuilder) Prepared {
+	p, err := Prepare(q)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+// SQL returns the prepared SQL text.
+func (p Prepared) SQL() string { return p.sql }
+
+// GetPrepared is Get for a prepared query: args fill its placeholders, in
+// order.
+func GetPrepared[T any](ctx context.Context, db Querier, p Prepared, scan pgx.RowToFunc[T], resource, id string, args ...any) (T, error) {
+	if len(args) != p.params {
+		var zero T
+		return zero, fmt.Errorf("%w: %d placeholders, %d arguments", ErrPreparedArgs, p.params, len(args))
+	}
+	return getOne(ctx, db, p.sql, args, scan, resource, id)
+}
+
+// getOne runs a query of at most one row: what Get and GetPrepared share.
+func getOne[T any](ctx context.Context, db Querier, sql string, args []any, scan pgx.RowToFunc[T], resource, id string) (T, error) {
+	var zero T
 	rows, err := db.Query(ctx, sql, args...)
 	if err == nil {
 		var v T

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -864,4 +865,44 @@ func TestListCursorKeepsMicroseconds(t *testing.T) {
 	if !slices.ContainsFunc(got, func(t time.Time) bool { return t.Nanosecond()%1e6 != 0 }) {
 		t.Errorf("no times with microseconds: %v", got)
 	}
+}
+
+func TestGetPrepared(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	id := f.ids(t, "", "id")[0]
+	byID := query.MustPrepare(f.base.Where("id = ?"))
+	if !strings.Contains(byID.SQL(), "id = $1") {
+		t.Fatalf("prepared SQL %q", byID.SQL())
+	}
+	it, err := query.GetPrepared(ctx, f.pool, byID, pgx.RowToStructByName[item], "item", id.String(), id)
+	if err != nil || it.ID != id {
+		t.Fatalf("got %+v, %v", it, err)
+	}
+	// The same as Get, row for row.
+	want, err := query.Get(ctx, f.pool, f.base.Where(squirrel.Eq{"id": id}), pgx.RowToStructByName[item], "item", id.String())
+	if err != nil || !reflect.DeepEqual(it, want) {
+		t.Fatalf("Get gave %+v, %v; GetPrepared %+v", want, err, it)
+	}
+	for _, missing := range []string{uuid.NewString(), "not-a-uuid", "'; DROP TABLE items;--"} {
+		_, err := query.GetPrepared(ctx, f.pool, byID, pgx.RowToStructByName[item], "item", missing, missing)
+		var nf *query.NotFoundError
+		if !errors.Is(err, query.ErrNotFound) || !errors.As(err, &nf) || nf.ID != missing {
+			t.Errorf("%q: got %v, want NotFound", missing, err)
+		}
+	}
+	// A value bound at preparation would be fixed for every call: refused.
+	if _, err := query.Prepare(f.base.Where(squirrel.Eq{"id": id})); !errors.Is(err, query.ErrPreparedArgs) {
+		t.Errorf("prepare with a value: got %v", err)
+	}
+	// So is a call with the wrong number of arguments.
+	if _, err := query.GetPrepared(ctx, f.pool, byID, pgx.RowToStructByName[item], "item", "x"); !errors.Is(err, query.ErrPreparedArgs) {
+		t.Errorf("no arguments: got %v", err)
+	}
+	// An escaped ?? is not a placeholder.
+	p := query.MustPrepare(f.base.Where("id = ?").Where("'a??' <> ''"))
+	if _, err := query.GetPrepared(ctx, f.pool, p, pgx.RowToStructByName[item], "item", id.String(), id); err != nil {
+		t.Errorf("escaped question mark: %v (SQL %q)", err, p.SQL())
+	}
+	f.checkIntact(t)
 }
