@@ -85,7 +85,8 @@ func OnTimeout[S any](d *Definition[S], name string, fn func(*Context[S]) error)
 }
 
 // OnRejected handles a command of the saga that the dispatcher refused by a
-// domain rule. Without it a rejection fails the instance.
+// domain rule. Without it a rejection runs the registered compensations and
+// fails the instance.
 func OnRejected[S any](d *Definition[S], fn func(*Context[S], Rejection) error) {
 	d.onRejected = fn
 }
@@ -301,7 +302,15 @@ func (d *Definition[S]) hasTimeout(name string) bool {
 
 // run decodes the instance's state, calls the handler for msg and returns
 // its effects.
-func (d *Definition[S]) run(ctx context.Context, inst *instance, msg message) (*effects, error) {
+func (d *Definition[S]) run(ctx context.Context, inst *instance, msg message) (fx *effects, err error) {
+	// Handlers are user code running on the relay's and the timer's
+	// goroutines too: a panic is a failure of this message, not of the
+	// process.
+	defer func() {
+		if p := recover(); p != nil {
+			fx, err = nil, fmt.Errorf("saga %s: instance %s: handler panicked: %v", d.name, inst.id, p)
+		}
+	}()
 	c := &Context[S]{ctx: ctx, instanceID: inst.id, event: msg.event, now: msg.now,
 		fx: &effects{status: StatusActive, compensations: append([]storedCommand(nil), inst.compensations...)}}
 	if inst.exists {
@@ -309,12 +318,12 @@ func (d *Definition[S]) run(ctx context.Context, inst *instance, msg message) (*
 			return nil, fmt.Errorf("saga %s: instance %s: decoding its state: %w", d.name, inst.id, err)
 		}
 	}
-	var err error
 	switch {
 	case msg.event != nil:
 		err = d.routes[msg.event.Type].handle(c, msg.decoded)
 	case msg.rejection != nil:
 		if d.onRejected == nil {
+			c.Compensate()
 			c.Fail(fmt.Sprintf("%s rejected: %s", msg.rejection.Type, msg.rejection.Reason))
 		} else {
 			err = d.onRejected(c, *msg.rejection)

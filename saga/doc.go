@@ -38,10 +38,12 @@
 // compensation, last registered first.
 //
 // A command the dispatcher refuses by a domain rule (command.ErrRejected)
-// goes back to the saga's OnRejected handler, or fails the instance when
-// there is none. Other failures are retried with exponential backoff and
-// jitter; a command still failing after Config.MaxAttempts is marked dead,
-// and its instance failed, which saga list and the metrics show.
+// goes back to the saga's OnRejected handler; when there is none, the
+// instance runs its registered compensations and fails. Other failures are
+// retried with exponential backoff and jitter; a command still failing
+// after Config.MaxAttempts is marked dead and its instance fails, running
+// its compensations, which saga list and the metrics show. A dead command
+// does not hold back the commands queued after it.
 //
 // # Choreography: event handlers
 //

@@ -84,8 +84,9 @@ type env struct {
 	mu      sync.Mutex
 	handled map[string]int
 	// hooks
-	rejectDo atomic.Bool // DoStep is refused by a domain rule
-	failDo   atomic.Bool // DoStep fails with a transient error
+	rejectDo atomic.Bool  // DoStep is refused by a domain rule
+	failDo   atomic.Bool  // DoStep fails with a transient error
+	failFrom atomic.Int64 // DoStep N >= failFrom (when set) fails with a transient error
 }
 
 func newEnv(t *testing.T) *env {
@@ -116,7 +117,7 @@ func (e *env) newDispatcher(opts ...command.Option) *command.Dispatcher {
 		if e.rejectDo.Load() {
 			return eventstore.AppendResult{}, command.Reject(errors.New("steps are closed"))
 		}
-		if e.failDo.Load() {
+		if e.failDo.Load() || (e.failFrom.Load() > 0 && int64(c.N) >= e.failFrom.Load()) {
 			return eventstore.AppendResult{}, errors.New("the step service is down")
 		}
 		if c.N == c.FailAt {

@@ -35,7 +35,8 @@ type Config struct {
 	// CommandTimeout bounds one send (default 30s).
 	CommandTimeout time.Duration
 	// Lease is how long a relay owns a command it is sending; a relay that
-	// died is replaced after it (default 1m, more than CommandTimeout).
+	// died is replaced after it. It must exceed CommandTimeout (default and
+	// minimum: 1m, or twice CommandTimeout).
 	Lease time.Duration
 	// Concurrency is how many commands the relay sends at once, each for a
 	// different instance (default 16).
@@ -61,7 +62,9 @@ func (c *Config) defaults() {
 	if c.CommandTimeout <= 0 {
 		c.CommandTimeout = 30 * time.Second
 	}
-	if c.Lease <= 0 {
+	if c.Lease <= c.CommandTimeout {
+		// A lease that can run out during a send would let a second relay
+		// send the command at the same time.
 		c.Lease = max(time.Minute, 2*c.CommandTimeout)
 	}
 	if c.Concurrency <= 0 {

@@ -106,25 +106,27 @@ func (m *Manager) send(ctx context.Context, r outboxRow) {
 			ID: r.commandID, CorrelationID: r.correlationID, CausationID: r.causation, Payload: cmd,
 		})
 	}
+	// Recording the outcome gets a budget of its own: the send may have
+	// used up most of sendCtx's.
+	recCtx, cancelRec := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancelRec()
 	var outcome string
 	switch {
 	case err == nil:
 		outcome = "sent"
-		_, err = m.pool.Exec(sendCtx, m.q.markSent, r.id)
+		_, err = m.pool.Exec(recCtx, m.q.markSent, r.id)
 	case errors.Is(err, command.ErrRejected):
 		outcome = "rejected"
-		err = m.rejected(sendCtx, r, cmd, err)
-	case permanent(err) || r.attempts >= m.cfg.MaxAttempts:
-		outcome = "dead"
-		m.log.Error("cairn: saga command failed for good; its instance has failed", "saga", r.saga, "instance", r.instanceID,
-			"command_id", r.commandID, "command_type", r.commandType, "attempts", r.attempts, "error", err)
-		err = m.dead(sendCtx, r, err)
+		if rerr := m.rejected(recCtx, r, cmd, err); rerr != nil {
+			// The saga's handling of the rejection failed: retry the
+			// command like any failure, so it ends dead after MaxAttempts
+			// rather than coming back forever.
+			outcome, err = m.retryOrDie(recCtx, r, fmt.Errorf("handling its rejection (%v): %w", err, rerr))
+		}
+	case permanent(err):
+		outcome, err = "dead", m.dead(recCtx, r, err)
 	default:
-		outcome = "retried"
-		delay := backoff(r.attempts, m.cfg.RetryBase, m.cfg.RetryMax, jitter)
-		m.log.Warn("cairn: saga command failed; retrying", "saga", r.saga, "instance", r.instanceID,
-			"command_id", r.commandID, "command_type", r.commandType, "attempt", r.attempts, "retry_in", delay, "error", err)
-		_, err = m.pool.Exec(sendCtx, m.q.markRetry, r.id, delay.Microseconds(), truncate(err.Error()))
+		outcome, err = m.retryOrDie(recCtx, r, err)
 	}
 	m.metrics.commands.WithLabelValues(r.saga, outcome).Inc()
 	if err != nil {
@@ -132,6 +134,21 @@ func (m *Manager) send(ctx context.Context, r outboxRow) {
 		// is sent again under the same ID, which the command log dedups.
 		m.log.Error("cairn: saga relay could not record a command's outcome", "saga", r.saga, "command_id", r.commandID, "error", err)
 	}
+}
+
+// retryOrDie schedules another send of a failed command, with backoff, or
+// gives up on it after MaxAttempts.
+func (m *Manager) retryOrDie(ctx context.Context, r outboxRow, cause error) (string, error) {
+	if r.attempts >= m.cfg.MaxAttempts {
+		m.log.Error("cairn: saga command failed for good; its instance has failed", "saga", r.saga, "instance", r.instanceID,
+			"command_id", r.commandID, "command_type", r.commandType, "attempts", r.attempts, "error", cause)
+		return "dead", m.dead(ctx, r, cause)
+	}
+	delay := backoff(r.attempts, m.cfg.RetryBase, m.cfg.RetryMax, jitter)
+	m.log.Warn("cairn: saga command failed; retrying", "saga", r.saga, "instance", r.instanceID,
+		"command_id", r.commandID, "command_type", r.commandType, "attempt", r.attempts, "retry_in", delay, "error", cause)
+	_, err := m.pool.Exec(ctx, m.q.markRetry, r.id, delay.Microseconds(), truncate(cause.Error()))
+	return "retried", err
 }
 
 // permanent tells failures that no retry can cure.
@@ -170,17 +187,29 @@ func (m *Manager) rejected(ctx context.Context, r outboxRow, cmd any, cause erro
 }
 
 // dead gives up on a command and fails its instance, in one transaction.
+// An instance still active runs its registered compensations, last first,
+// as a failed step should; one that had already ended is marked failed so
+// that its outcome does not hide the dead command.
 func (m *Manager) dead(ctx context.Context, r outboxRow, cause error) error {
 	return pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
-		if _, err := m.q.loadInstance(ctx, tx, r.saga, r.instanceID); err != nil {
+		inst, err := m.q.loadInstance(ctx, tx, r.saga, r.instanceID)
+		if err != nil {
 			return err
 		}
 		tag, err := tx.Exec(ctx, m.q.markDone, r.id, "dead", truncate(cause.Error()))
 		if err != nil || tag.RowsAffected() == 0 {
 			return err
 		}
-		_, err = tx.Exec(ctx, m.q.failInstance, r.saga, r.instanceID,
-			truncate(fmt.Sprintf("command %s %s failed: %v", r.commandType, r.commandID, cause)))
+		outcome := truncate(fmt.Sprintf("command %s %s failed: %v", r.commandType, r.commandID, cause))
+		if !inst.exists || inst.status != StatusActive {
+			_, err = tx.Exec(ctx, m.q.failInstance, r.saga, r.instanceID, outcome)
+			return err
+		}
+		fx := &effects{state: inst.state, status: StatusFailed, outcome: outcome}
+		for i := len(inst.compensations) - 1; i >= 0; i-- {
+			fx.sends = append(fx.sends, inst.compensations[i])
+		}
+		_, err = m.q.persist(ctx, tx, r.saga, inst, fx, "dead:"+r.commandID, r.commandID)
 		return err
 	})
 }

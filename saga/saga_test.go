@@ -143,6 +143,45 @@ func TestSagaCommandThatKeepsFailingIsDeadAndFailsItsInstance(t *testing.T) {
 	require.Equal(t, 2.0, values[saga.MetricCommands+",outcome=retried,saga="+name], values)
 }
 
+func TestSagaDeadStepRunsTheCompensationsOfTheStepsDone(t *testing.T) {
+	e := newEnv(t)
+	name := uniqueName("steps")
+	e.start(saga.Config{MaxAttempts: 2}, func(m *saga.Manager) { m.MustRegister(e.stepsSaga(name)) })
+	e.failFrom.Store(3)
+	e.dispatch(Start{JobID: "c", Steps: 4})
+	d := e.awaitEnded(name, "c")
+	require.Equal(t, saga.StatusFailed, d.Status)
+	require.Contains(t, d.Outcome, "DoStep")
+	require.Equal(t, 1, d.DeadCommands)
+	require.Equal(t, []string{"Started", "done:1", "done:2", "undone:2", "undone:1"}, e.jobEvents("c"),
+		"the dead step's instance undoes the steps done, last first")
+}
+
+func TestSagaHandlerPanicIsAFailureNotACrash(t *testing.T) {
+	e := newEnv(t)
+	name := uniqueName("panicky")
+	def := func() *saga.Definition[jobState] {
+		d := saga.New[jobState](name, e.registry)
+		saga.StartOn(d, func(s Started) string { return s.JobID }, func(c *saga.Context[jobState], s Started) error {
+			c.Schedule("boom", time.Millisecond)
+			c.Schedule("later", 300*time.Millisecond)
+			return nil
+		})
+		saga.OnTimeout(d, "boom", func(c *saga.Context[jobState]) error { panic("boom") })
+		saga.OnTimeout(d, "later", func(c *saga.Context[jobState]) error {
+			c.Complete("later fired")
+			return nil
+		})
+		return d
+	}
+	e.start(saga.Config{Poll: 50 * time.Millisecond}, func(m *saga.Manager) { m.MustRegister(def()) })
+	e.dispatch(Start{JobID: "p"})
+	// The panicking timeout keeps failing and is pushed back; the process
+	// lives on, and the other timeout fires on time.
+	d := e.awaitEnded(name, "p")
+	require.Equal(t, "later fired", d.Outcome)
+}
+
 func TestSagaTimeoutSurvivesARestartAndFiresExactlyOnce(t *testing.T) {
 	e := newEnv(t)
 	name := uniqueName("expiry")

@@ -28,7 +28,7 @@ type queries struct {
 	channel                                                                      string
 	load, save, enqueue, schedule, cancel, dropTimeouts, notify                  string
 	claim, markSent, markRetry, markDone, failInstance, dueTimeouts, fireTimeout string
-	nextDue                                                                      string
+	nextDue, postponeTimeout                                                     string
 }
 
 func newQueries(schema string) queries {
@@ -55,8 +55,10 @@ func newQueries(schema string) queries {
 		dropTimeouts: r.Replace(`DELETE FROM {s}.saga_timeouts WHERE saga = $1 AND instance_id = $2`),
 		notify:       `SELECT pg_notify($1, $2)`,
 		// claim leases the oldest sendable command of each instance: an
-		// instance's later commands wait until the earlier ones are done,
-		// so they are sent in order, one at a time.
+		// instance's later commands wait until the earlier ones are done
+		// (sent, rejected or dead), so they are sent in order, one at a
+		// time, and a dead one does not hold back the compensations after
+		// it.
 		claim: r.Replace(`UPDATE {s}.saga_outbox o SET claimed_until = now() + $3 * interval '1 microsecond', attempts = o.attempts + 1
 			WHERE o.id IN (
 				SELECT p.id FROM {s}.saga_outbox p
@@ -65,19 +67,22 @@ func newQueries(schema string) queries {
 				  AND p.saga = ANY($1)
 				  AND NOT EXISTS (SELECT 1 FROM {s}.saga_outbox q
 					WHERE q.saga = p.saga AND q.instance_id = p.instance_id
-					  AND q.status IN ('pending', 'dead') AND q.id < p.id)
+					  AND q.status = 'pending' AND q.id < p.id)
 				ORDER BY p.id LIMIT $2
 				FOR UPDATE SKIP LOCKED)
 			RETURNING o.id, o.saga, o.instance_id, o.command_id, o.command_type, o.payload, o.correlation_id, o.causation_id, o.attempts`),
 		markSent:  r.Replace(`UPDATE {s}.saga_outbox SET status = 'sent', done_at = now(), claimed_until = NULL, error = NULL WHERE id = $1`),
 		markRetry: r.Replace(`UPDATE {s}.saga_outbox SET next_attempt_at = now() + $2 * interval '1 microsecond', claimed_until = NULL, error = $3 WHERE id = $1 AND status = 'pending'`),
 		markDone:  r.Replace(`UPDATE {s}.saga_outbox SET status = $2, done_at = now(), claimed_until = NULL, error = $3 WHERE id = $1 AND status = 'pending'`),
-		failInstance: r.Replace(`UPDATE {s}.saga_instances SET status = 'failed', outcome = $3, updated_at = now(), ended_at = now(), version = version + 1
-			WHERE saga = $1 AND instance_id = $2 AND status = 'active'`),
+		failInstance: r.Replace(`UPDATE {s}.saga_instances SET status = 'failed', outcome = $3, updated_at = now(),
+				ended_at = coalesce(ended_at, now()), version = version + 1
+			WHERE saga = $1 AND instance_id = $2 AND status <> 'failed'`),
 		dueTimeouts: r.Replace(`SELECT saga, instance_id, name, due_at FROM {s}.saga_timeouts
 			WHERE due_at <= now() AND saga = ANY($1) ORDER BY due_at LIMIT $2`),
 		fireTimeout: r.Replace(`DELETE FROM {s}.saga_timeouts WHERE saga = $1 AND instance_id = $2 AND name = $3 AND due_at = $4 AND due_at <= now()
 			RETURNING now()`),
+		postponeTimeout: r.Replace(`UPDATE {s}.saga_timeouts SET due_at = now() + $5 * interval '1 microsecond'
+			WHERE saga = $1 AND instance_id = $2 AND name = $3 AND due_at = $4`),
 		nextDue: r.Replace(`SELECT extract(epoch FROM min(due_at) - now()) FROM {s}.saga_timeouts WHERE saga = ANY($1)`),
 	}
 }

@@ -15,8 +15,10 @@ func (m *Manager) timer(ctx context.Context, w *waker) error {
 		n, err := m.fireDue(ctx, batch)
 		if err != nil && ctx.Err() == nil {
 			m.log.Warn("cairn: saga timer failed; retrying", "error", err)
+			wait(ctx, w.timer, m.cfg.Poll) // a failure is not a reason to spin
+			continue
 		}
-		if n == batch && err == nil {
+		if n == batch {
 			continue
 		}
 		next := m.cfg.Poll
@@ -53,6 +55,11 @@ func (m *Manager) fireDue(ctx context.Context, n int) (int, error) {
 	for _, d := range due {
 		if err := m.fire(ctx, d); err != nil {
 			errs = append(errs, err)
+			// Push it back, so that a timeout whose handling keeps failing
+			// neither spins nor holds the ones due after it.
+			if _, perr := m.pool.Exec(ctx, m.q.postponeTimeout, d.saga, d.instanceID, d.name, d.due, m.cfg.Poll.Microseconds()); perr != nil {
+				errs = append(errs, perr)
+			}
 		}
 	}
 	return len(due), errors.Join(errs...)
