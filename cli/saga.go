@@ -132,7 +132,11 @@ func (a *app) sagaShowCmd() *cobra.Command {
 				fmt.Fprintln(w)
 				t = newTable(w, "TIMEOUT", "DUE")
 				for _, to := range d.Timeouts {
-					t.row(to.Name, to.DueAt.UTC().Format(time.RFC3339Nano))
+					due := fmt.Sprintf("%s after %s is sent", to.After, to.AfterCommand)
+					if to.DueAt != nil {
+						due = to.DueAt.UTC().Format(time.RFC3339Nano)
+					}
+					t.row(to.Name, due)
 				}
 				return t.flush()
 			}

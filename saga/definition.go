@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"reflect"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/cairn-es/cairn/command"
@@ -22,6 +24,7 @@ type Definition[S any] struct {
 	routes     map[string]route[S] // by event type name
 	timeouts   map[string]func(*Context[S]) error
 	onRejected func(*Context[S], Rejection) error
+	onWithdraw func(*Context[S], []Withdrawn) error
 }
 
 type route[S any] struct {
@@ -91,6 +94,22 @@ func OnRejected[S any](d *Definition[S], fn func(*Context[S], Rejection) error) 
 	d.onRejected = fn
 }
 
+// OnWithdrawn handles the commands an instance had queued and that were
+// withdrawn unsent because it compensated (see Context.Send): a saga that
+// counts answers to what it sent learns here which will never come. It
+// runs in the same transaction, right after the handling that withdrew
+// them, for an instance still active.
+func OnWithdrawn[S any](d *Definition[S], fn func(*Context[S], []Withdrawn) error) {
+	d.onWithdraw = fn
+}
+
+// Withdrawn is a command withdrawn before it was sent.
+type Withdrawn struct {
+	CommandID string
+	Command   any // the command, as decoded by the dispatcher
+	Type      string
+}
+
 // Rejection is a command the saga sent and a domain rule refused.
 type Rejection struct {
 	CommandID string
@@ -135,13 +154,48 @@ func (c *Context[S]) Now() time.Time { return c.now }
 // Send queues cmd, a command registered with the dispatcher, to be sent
 // once the handling commits. A command that does not encode fails the
 // handling.
-func (c *Context[S]) Send(cmd any) {
+//
+// An instance's commands are sent one at a time, in the order queued. When
+// the instance later ends (Complete, Fail) or compensates, the commands it
+// queued earlier that have not been sent by then are withdrawn: a step
+// decided before the end is not taken after it. Always keeps a command
+// from being withdrawn; compensations never are.
+func (c *Context[S]) Send(cmd any, opts ...SendOption) {
 	sc, err := encodeCommand(cmd)
 	if err != nil {
 		c.fail(err)
 		return
 	}
-	c.fx.sends = append(c.fx.sends, sc)
+	q := queuedCommand{storedCommand: sc, withdrawable: true}
+	for _, o := range opts {
+		o(&q)
+	}
+	if q.deadline != nil {
+		c.dropTimer(q.deadline.name)
+		c.fx.deadlines = append(c.fx.deadlines, q.deadline.name)
+	}
+	c.fx.sends = append(c.fx.sends, q)
+}
+
+// SendOption changes how Send queues a command.
+type SendOption func(*queuedCommand)
+
+// Always keeps the command from being withdrawn when its instance ends or
+// compensates before it is sent: for a command that must go out whatever
+// happens next (a notification of the end, say).
+func Always() SendOption {
+	return func(q *queuedCommand) { q.withdrawable = false }
+}
+
+// Deadline schedules the timeout called name to fire after d counted from
+// when the command is sent, not from now: time the command spends queued
+// behind others (a burst, an outage) does not count against the service it
+// is sent to, while a send that hangs does. The clock starts when the relay
+// takes the command to send it, and starts again if a failed send is
+// retried; a command withdrawn never starts it. It replaces a timeout of
+// that name scheduled before. The saga needs an OnTimeout handler for name.
+func Deadline(name string, d time.Duration) SendOption {
+	return func(q *queuedCommand) { q.deadline = &deadline{name: name, after: d} }
 }
 
 // AddCompensation registers cmd as the compensation of a step that has
@@ -156,12 +210,14 @@ func (c *Context[S]) AddCompensation(cmd any) {
 }
 
 // Compensate sends every registered compensation, the last registered
-// first, and clears them.
+// first, and clears them. Commands the instance queued before and that
+// have not been sent are withdrawn (see Send).
 func (c *Context[S]) Compensate() {
 	for i := len(c.fx.compensations) - 1; i >= 0; i-- {
-		c.fx.sends = append(c.fx.sends, c.fx.compensations[i])
+		c.fx.sends = append(c.fx.sends, queuedCommand{storedCommand: c.fx.compensations[i]})
 	}
 	c.fx.compensations = c.fx.compensations[:0]
+	c.fx.withdraw = true
 }
 
 // Compensations returns how many compensations are registered.
@@ -170,30 +226,45 @@ func (c *Context[S]) Compensations() int { return len(c.fx.compensations) }
 // Schedule sets the timeout called name to fire after d (replacing one of
 // that name). The saga needs an OnTimeout handler for it.
 func (c *Context[S]) Schedule(name string, after time.Duration) {
+	c.dropTimer(name)
 	if c.fx.schedule == nil {
 		c.fx.schedule = map[string]time.Duration{}
 	}
 	c.fx.schedule[name] = after
-	delete(c.fx.cancel, name)
 }
 
 // CancelTimeout cancels the timeout called name, if it is pending.
 func (c *Context[S]) CancelTimeout(name string) {
+	c.dropTimer(name)
 	if c.fx.cancel == nil {
 		c.fx.cancel = map[string]bool{}
 	}
 	c.fx.cancel[name] = true
+}
+
+// dropTimer forgets what this handling decided so far about the timeout
+// called name: the last decision about a name is the one that counts.
+func (c *Context[S]) dropTimer(name string) {
 	delete(c.fx.schedule, name)
+	delete(c.fx.cancel, name)
+	for i := range c.fx.sends {
+		if d := c.fx.sends[i].deadline; d != nil && d.name == name {
+			c.fx.sends[i].deadline = nil
+		}
+	}
+	c.fx.deadlines = slices.DeleteFunc(c.fx.deadlines, func(n string) bool { return n == name })
 }
 
 // Complete ends the instance successfully with outcome (a short word for
 // saga list: "completed", "cancelled"). Its pending timeouts are dropped;
-// commands already sent still go out. Later events for it are ignored.
+// the commands this handling sends still go out, those queued earlier and
+// not sent yet are withdrawn (see Send). Later events for it are ignored.
 func (c *Context[S]) Complete(outcome string) {
 	c.fx.status, c.fx.outcome = StatusCompleted, outcome
 }
 
-// Fail ends the instance as failed, with reason as its outcome.
+// Fail ends the instance as failed, with reason as its outcome, as
+// Complete does.
 func (c *Context[S]) Fail(reason string) {
 	c.fx.status, c.fx.outcome = StatusFailed, reason
 }
@@ -234,17 +305,41 @@ func encodeCommand(cmd any) (storedCommand, error) {
 	return storedCommand{Type: name, Payload: payload}, nil
 }
 
+// queuedCommand is a command a handling decided to send.
+type queuedCommand struct {
+	storedCommand
+	// withdrawable: withdrawn if still unsent when its instance ends or
+	// compensates (see Send).
+	withdrawable bool
+	deadline     *deadline
+}
+
+// deadline is a timeout counted from when its command is sent.
+type deadline struct {
+	name  string
+	after time.Duration
+}
+
 // effects is what one handling decided, in a form the manager persists
 // without knowing S.
 type effects struct {
 	state         json.RawMessage
 	status        string
 	outcome       string
-	sends         []storedCommand
+	sends         []queuedCommand
 	compensations []storedCommand
 	schedule      map[string]time.Duration
 	cancel        map[string]bool
+	// deadlines names the timeouts that a command in sends starts.
+	deadlines []string
+	// withdraw: the handling compensated, so the unsent commands queued
+	// before it are withdrawn (as they are when the instance ends).
+	withdraw bool
 }
+
+// withdraws reports whether the handling withdraws the instance's unsent
+// commands queued before it.
+func (fx *effects) withdraws() bool { return fx.withdraw || fx.status != StatusActive }
 
 // message is one thing an instance handles: an event, a timeout or a
 // rejection.
@@ -253,6 +348,7 @@ type message struct {
 	decoded   any
 	timeout   string
 	rejection *Rejection
+	withdrawn []Withdrawn
 	now       time.Time
 }
 
@@ -274,6 +370,7 @@ type runner interface {
 	// starts instances; ok is false when the saga does not handle it.
 	routeOf(typeName string, event any) (key string, starts, ok bool)
 	hasTimeout(name string) bool
+	handlesWithdrawn() bool
 	run(ctx context.Context, inst *instance, msg message) (*effects, error)
 }
 
@@ -294,6 +391,8 @@ func (d *Definition[S]) routeOf(typeName string, event any) (string, bool, bool)
 	}
 	return r.key(event), r.starts, true
 }
+
+func (d *Definition[S]) handlesWithdrawn() bool { return d.onWithdraw != nil }
 
 func (d *Definition[S]) hasTimeout(name string) bool {
 	_, ok := d.timeouts[name]
@@ -321,6 +420,10 @@ func (d *Definition[S]) run(ctx context.Context, inst *instance, msg message) (f
 	switch {
 	case msg.event != nil:
 		err = d.routes[msg.event.Type].handle(c, msg.decoded)
+	case msg.withdrawn != nil:
+		if d.onWithdraw != nil {
+			err = d.onWithdraw(c, msg.withdrawn)
+		}
 	case msg.rejection != nil:
 		if d.onRejected == nil {
 			c.Compensate()
@@ -341,7 +444,7 @@ func (d *Definition[S]) run(ctx context.Context, inst *instance, msg message) (f
 	if err != nil {
 		return nil, err
 	}
-	for name := range c.fx.schedule {
+	for _, name := range append(slices.Collect(maps.Keys(c.fx.schedule)), c.fx.deadlines...) {
 		if !d.hasTimeout(name) {
 			return nil, fmt.Errorf("saga %s: timeout %q scheduled without an OnTimeout handler", d.name, name)
 		}

@@ -95,10 +95,14 @@ type Command struct {
 	DoneAt    *time.Time      `json:"done_at,omitempty"`
 }
 
-// Timeout is a scheduled timeout.
+// Timeout is a scheduled timeout. A deadline counted from a command's
+// send (saga.Deadline) has no DueAt until the command is sent; AfterCommand
+// names that command and After the time it will run for.
 type Timeout struct {
-	Name  string    `json:"name"`
-	DueAt time.Time `json:"due_at"`
+	Name         string        `json:"name"`
+	DueAt        *time.Time    `json:"due_at"`
+	AfterCommand string        `json:"after_command_id,omitempty"`
+	After        time.Duration `json:"after,omitempty"`
 }
 
 // Detail is one instance with its commands and timeouts.
@@ -142,11 +146,18 @@ func (i *Inspector) Show(ctx context.Context, sagaName, id string) (Detail, erro
 	}); err != nil {
 		return Detail{}, err
 	}
-	rows, err = i.pool.Query(ctx, i.sql(`SELECT name, due_at FROM {s}.saga_timeouts WHERE saga = $1 AND instance_id = $2 ORDER BY due_at`), d.Saga, id)
+	rows, err = i.pool.Query(ctx, i.sql(`SELECT name, due_at, coalesce(after_command_id, ''), coalesce(delay_us, 0)
+		FROM {s}.saga_timeouts WHERE saga = $1 AND instance_id = $2 ORDER BY due_at NULLS LAST, name`), d.Saga, id)
 	if err != nil {
 		return Detail{}, err
 	}
-	if d.Timeouts, err = pgx.CollectRows(rows, pgx.RowToStructByPos[Timeout]); err != nil {
+	if d.Timeouts, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Timeout, error) {
+		var t Timeout
+		var us int64
+		err := row.Scan(&t.Name, &t.DueAt, &t.AfterCommand, &us)
+		t.After = time.Duration(us) * time.Microsecond
+		return t, err
+	}); err != nil {
 		return Detail{}, err
 	}
 	return d, nil

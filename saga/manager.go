@@ -34,9 +34,12 @@ type Config struct {
 	RetryBase, RetryMax time.Duration
 	// CommandTimeout bounds one send (default 30s).
 	CommandTimeout time.Duration
-	// Lease is how long a relay owns a command it is sending; a relay that
-	// died is replaced after it. It must exceed CommandTimeout (default and
-	// minimum: 1m, or twice CommandTimeout).
+	// Lease is how long a relay's claim on a command lasts without being
+	// renewed. The relay renews it every third of a Lease while it sends
+	// the command and records the outcome, so a send may take longer; a
+	// relay that died (or lost the database for longer than a Lease) is
+	// replaced once it runs out. It bounds the delay a crash adds to a
+	// command (default 5s, at least 300ms).
 	Lease time.Duration
 	// Concurrency is how many commands the relay sends at once, each for a
 	// different instance (default 16).
@@ -44,6 +47,16 @@ type Config struct {
 	// Poll bounds the wait between looks at the outbox and the timeouts
 	// when no notification arrives (default 1s).
 	Poll time.Duration
+	// BacklogMaxAge and BacklogMaxCommands bound the relay's backlog:
+	// while the oldest command waiting to be sent has waited longer than
+	// BacklogMaxAge, or more than BacklogMaxCommands wait, Admit refuses new
+	// commands (the server answers 503 with Retry-After). Defaults 5s and
+	// 10,000; negative disables the bound.
+	BacklogMaxAge      time.Duration
+	BacklogMaxCommands int
+	// BacklogRetryAfter is the Retry-After of Admit's refusals (default
+	// 1s).
+	BacklogRetryAfter time.Duration
 	// Logger receives the relay's and the timer's failures (default
 	// slog.Default()).
 	Logger *slog.Logger
@@ -62,16 +75,24 @@ func (c *Config) defaults() {
 	if c.CommandTimeout <= 0 {
 		c.CommandTimeout = 30 * time.Second
 	}
-	if c.Lease <= c.CommandTimeout {
-		// A lease that can run out during a send would let a second relay
-		// send the command at the same time.
-		c.Lease = max(time.Minute, 2*c.CommandTimeout)
+	if c.Lease <= 0 {
+		c.Lease = 5 * time.Second
 	}
+	c.Lease = max(c.Lease, 300*time.Millisecond)
 	if c.Concurrency <= 0 {
 		c.Concurrency = 16
 	}
 	if c.Poll <= 0 {
 		c.Poll = time.Second
+	}
+	if c.BacklogMaxAge == 0 {
+		c.BacklogMaxAge = 5 * time.Second
+	}
+	if c.BacklogMaxCommands == 0 {
+		c.BacklogMaxCommands = 10_000
+	}
+	if c.BacklogRetryAfter <= 0 {
+		c.BacklogRetryAfter = time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -92,6 +113,7 @@ type Manager struct {
 	log         *slog.Logger
 	q           queries
 	metrics     *metrics
+	backlog     backlogWatch
 
 	mu    sync.Mutex
 	sagas map[string]runner
@@ -207,7 +229,32 @@ func (m *Manager) handleEvent(ctx context.Context, tx pgx.Tx, s runner, rec even
 	if err != nil {
 		return err
 	}
-	_, err = m.q.persist(ctx, tx, s.sagaName(), inst, fx, rec.ID.String(), rec.ID.String())
+	return m.persist(ctx, tx, s, inst, fx, rec.ID.String(), rec.ID.String(), rec.RecordedAt)
+}
+
+// persist writes a handling's effects and, when they withdrew unsent
+// commands of an instance still active, hands those to the saga's
+// OnWithdrawn handler in the same transaction (whose own effects can
+// withdraw nothing more: the earlier handling took every unsent one).
+func (m *Manager) persist(ctx context.Context, tx pgx.Tx, s runner, inst *instance, fx *effects, cause, causationID string, now time.Time) error {
+	withdrawn, err := m.q.persist(ctx, tx, s.sagaName(), inst, fx, cause, causationID)
+	if err != nil || len(withdrawn) == 0 || fx.status != StatusActive || !s.handlesWithdrawn() {
+		return err
+	}
+	msg := message{withdrawn: make([]Withdrawn, len(withdrawn)), now: now}
+	for i, w := range withdrawn {
+		msg.withdrawn[i] = Withdrawn{CommandID: w.id, Type: w.typ}
+		if cmd, err := m.dispatcher.Decode(w.typ, w.payload); err == nil {
+			msg.withdrawn[i].Command = cmd
+		}
+	}
+	next := &instance{id: inst.id, exists: true, status: fx.status, state: fx.state,
+		compensations: fx.compensations, correlationID: inst.correlationID}
+	fx, err = s.run(ctx, next, msg)
+	if err != nil {
+		return err
+	}
+	_, err = m.q.persist(ctx, tx, s.sagaName(), next, fx, "withdrawn:"+cause, causationID)
 	return err
 }
 
@@ -221,8 +268,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	wake := newWaker()
 	var wg sync.WaitGroup
-	errs := make(chan error, 3)
-	for _, loop := range []func(context.Context, *waker) error{m.listen, m.relay, m.timer} {
+	loops := []func(context.Context, *waker) error{m.listen, m.relay, m.timer, m.watchBacklog}
+	errs := make(chan error, len(loops))
+	for _, loop := range loops {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -17,11 +17,19 @@ const (
 	MetricOutbox         = "cairn_saga_outbox_commands"
 	MetricOldestPending  = "cairn_saga_outbox_oldest_pending_seconds"
 	MetricTimeoutsQueued = "cairn_saga_timeouts_pending"
+	// The backlog as this process's relay last measured it, and the
+	// commands Admit refused because of it.
+	MetricBacklogCommands = "cairn_saga_backlog_commands"
+	MetricBacklogAge      = "cairn_saga_backlog_seconds"
+	MetricRefused         = "cairn_saga_admissions_refused_total"
 )
 
 type metrics struct {
-	commands *prometheus.CounterVec
-	timeouts *prometheus.CounterVec
+	commands        *prometheus.CounterVec
+	timeouts        *prometheus.CounterVec
+	refused         prometheus.Counter
+	backlogCommands prometheus.Gauge
+	backlogAge      prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -34,6 +42,18 @@ func newMetrics() *metrics {
 			Name: MetricTimeouts,
 			Help: "Saga timeouts fired by this process, by saga.",
 		}, []string{"saga"}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: MetricRefused,
+			Help: "New commands refused (503 with Retry-After) because the saga backlog was past its bound.",
+		}),
+		backlogCommands: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: MetricBacklogCommands,
+			Help: "Saga commands waiting to be sent now, as last measured for backpressure.",
+		}),
+		backlogAge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: MetricBacklogAge,
+			Help: "How long the oldest saga command waiting to be sent has waited, as last measured for backpressure.",
+		}),
 	}
 }
 
@@ -43,7 +63,8 @@ func newMetrics() *metrics {
 // the age of the oldest queued command, pending timeouts), which are the
 // same whichever process is scraped.
 func (m *Manager) RegisterMetrics(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.metrics.commands, m.metrics.timeouts, &gaugeCollector{m: m}} {
+	for _, c := range []prometheus.Collector{m.metrics.commands, m.metrics.timeouts,
+		m.metrics.refused, m.metrics.backlogCommands, m.metrics.backlogAge, &gaugeCollector{m: m}} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,14 +25,26 @@ type outboxRow struct {
 
 // relay sends queued commands until ctx ends, up to Config.Concurrency at
 // once, then waits for the sends in flight: each is bounded by
-// CommandTimeout, so a stop does not abandon a command mid-way.
+// CommandTimeout, so a stop does not abandon a command mid-way. While a
+// command is being sent (and its outcome recorded) its lease is renewed,
+// so the lease can be short: a relay that died is replaced within one
+// Lease, not after the longest send.
 func (m *Manager) relay(ctx context.Context, w *waker) error {
 	done := make(chan struct{}, m.cfg.Concurrency)
+	leases := newLeaseSet()
+	stopRenewing := make(chan struct{})
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		m.renewLeases(ctx, leases, stopRenewing)
+	}()
 	inflight := 0
 	defer func() {
 		for ; inflight > 0; inflight-- {
 			<-done
 		}
+		close(stopRenewing)
+		<-renewed
 	}()
 	for ctx.Err() == nil {
 		for {
@@ -52,8 +65,10 @@ func (m *Manager) relay(ctx context.Context, w *waker) error {
 		}
 		for _, r := range rows {
 			inflight++
+			leases.add(r.id)
 			go func() {
 				defer func() { done <- struct{}{} }()
+				defer leases.remove(r.id)
 				m.send(ctx, r)
 			}()
 		}
@@ -69,6 +84,63 @@ func (m *Manager) relay(ctx context.Context, w *waker) error {
 		}
 	}
 	return nil
+}
+
+// leaseSet is the outbox rows this relay is sending.
+type leaseSet struct {
+	mu  sync.Mutex
+	ids map[int64]struct{}
+}
+
+func newLeaseSet() *leaseSet { return &leaseSet{ids: map[int64]struct{}{}} }
+
+func (l *leaseSet) add(id int64) {
+	l.mu.Lock()
+	l.ids[id] = struct{}{}
+	l.mu.Unlock()
+}
+
+func (l *leaseSet) remove(id int64) {
+	l.mu.Lock()
+	delete(l.ids, id)
+	l.mu.Unlock()
+}
+
+func (l *leaseSet) list() []int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ids := make([]int64, 0, len(l.ids))
+	for id := range l.ids {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// renewLeases extends the leases of the rows being sent, every third of a
+// Lease, until stop is closed (after the last send has finished, which may
+// be after ctx ended). A renewal that fails is tried again at the next
+// tick: if the database stays away longer than a Lease another relay may
+// claim the command and send it too, which the command log makes harmless.
+func (m *Manager) renewLeases(ctx context.Context, leases *leaseSet, stop <-chan struct{}) {
+	t := time.NewTicker(m.cfg.Lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		ids := leases.list()
+		if len(ids) == 0 {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.Lease/3)
+		_, err := m.pool.Exec(rctx, m.q.renew, ids, m.cfg.Lease.Microseconds())
+		cancel()
+		if err != nil {
+			m.log.Warn("cairn: saga relay could not renew its leases", "commands", len(ids), "error", err)
+		}
+	}
 }
 
 // claimDetached claims without ctx's cancellation: a claim cancelled in
@@ -106,34 +178,73 @@ func (m *Manager) send(ctx context.Context, r outboxRow) {
 			ID: r.commandID, CorrelationID: r.correlationID, CausationID: r.causation, Payload: cmd,
 		})
 	}
-	// Recording the outcome gets a budget of its own: the send may have
-	// used up most of sendCtx's.
-	recCtx, cancelRec := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancelRec()
-	var outcome string
+	outcome, rerr := m.recordOutcome(ctx, r, cmd, err)
+	m.metrics.commands.WithLabelValues(r.saga, outcome).Inc()
+	if rerr != nil {
+		// The outcome is not recorded: the lease runs out (within one
+		// Lease) and the command is sent again under the same ID, which
+		// the command log turns into a no-op.
+		m.log.Error("cairn: saga relay could not record a command's outcome; it will be sent again when its lease runs out",
+			"saga", r.saga, "command_id", r.commandID, "outcome", outcome, "error", rerr)
+	}
+}
+
+// recordBudget bounds the attempts to record one send's outcome while the
+// database is unavailable; the command's lease is renewed meanwhile.
+const recordBudget = 30 * time.Second
+
+// recordOutcome records what became of a send, trying again with backoff
+// while the database cannot be reached, so that a short outage does not
+// leave the command leased.
+func (m *Manager) recordOutcome(ctx context.Context, r outboxRow, cmd any, sendErr error) (string, error) {
+	giveUp := time.Now().Add(recordBudget)
+	for attempt := 1; ; attempt++ {
+		recCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		outcome, err := m.recordOnce(recCtx, r, cmd, sendErr)
+		cancel()
+		if err == nil || !transient(err) || time.Now().After(giveUp) {
+			return outcome, err
+		}
+		if sleep(context.WithoutCancel(ctx), backoff(attempt, m.cfg.RetryBase, time.Second, jitter)) != nil {
+			return outcome, err
+		}
+	}
+}
+
+func (m *Manager) recordOnce(ctx context.Context, r outboxRow, cmd any, err error) (string, error) {
 	switch {
 	case err == nil:
-		outcome = "sent"
-		_, err = m.pool.Exec(recCtx, m.q.markSent, r.id)
+		_, err = m.pool.Exec(ctx, m.q.markSent, r.id)
+		return "sent", err
 	case errors.Is(err, command.ErrRejected):
-		outcome = "rejected"
-		if rerr := m.rejected(recCtx, r, cmd, err); rerr != nil {
+		if rerr := m.rejected(ctx, r, cmd, err); rerr != nil {
+			if transient(rerr) {
+				return "rejected", rerr // recorded again once the database answers
+			}
 			// The saga's handling of the rejection failed: retry the
 			// command like any failure, so it ends dead after MaxAttempts
 			// rather than coming back forever.
-			outcome, err = m.retryOrDie(recCtx, r, fmt.Errorf("handling its rejection (%v): %w", err, rerr))
+			return m.retryOrDie(ctx, r, fmt.Errorf("handling its rejection (%v): %w", err, rerr))
 		}
+		return "rejected", nil
 	case permanent(err):
-		outcome, err = "dead", m.dead(recCtx, r, err)
+		return "dead", m.dead(ctx, r, err)
+	case transient(err):
+		return m.retrySoon(ctx, r, err)
 	default:
-		outcome, err = m.retryOrDie(recCtx, r, err)
+		return m.retryOrDie(ctx, r, err)
 	}
-	m.metrics.commands.WithLabelValues(r.saga, outcome).Inc()
-	if err != nil {
-		// The outcome is not recorded: the lease runs out and the command
-		// is sent again under the same ID, which the command log dedups.
-		m.log.Error("cairn: saga relay could not record a command's outcome", "saga", r.saga, "command_id", r.commandID, "error", err)
-	}
+}
+
+// retrySoon releases a command whose send failed because the database was
+// unavailable: it is tried again after the shortest backoff, and the
+// attempt does not count towards MaxAttempts, so an outage kills nothing.
+func (m *Manager) retrySoon(ctx context.Context, r outboxRow, cause error) (string, error) {
+	delay := backoff(1, m.cfg.RetryBase, m.cfg.RetryMax, jitter)
+	m.log.Warn("cairn: saga command not sent, the database is unavailable; retrying", "saga", r.saga, "instance", r.instanceID,
+		"command_id", r.commandID, "command_type", r.commandType, "retry_in", delay, "error", cause)
+	_, err := m.pool.Exec(ctx, m.q.markRetryUncounted, r.id, delay.Microseconds(), truncate(cause.Error()))
+	return "retried", err
 }
 
 // retryOrDie schedules another send of a failed command, with backoff, or
@@ -181,8 +292,7 @@ func (m *Manager) rejected(ctx context.Context, r outboxRow, cmd any, cause erro
 		if err != nil {
 			return err
 		}
-		_, err = m.q.persist(ctx, tx, r.saga, inst, fx, "rejected:"+r.commandID, r.commandID)
-		return err
+		return m.persist(ctx, tx, s, inst, fx, "rejected:"+r.commandID, r.commandID, time.Now())
 	})
 }
 
@@ -207,7 +317,7 @@ func (m *Manager) dead(ctx context.Context, r outboxRow, cause error) error {
 		}
 		fx := &effects{state: inst.state, status: StatusFailed, outcome: outcome}
 		for i := len(inst.compensations) - 1; i >= 0; i-- {
-			fx.sends = append(fx.sends, inst.compensations[i])
+			fx.sends = append(fx.sends, queuedCommand{storedCommand: inst.compensations[i]})
 		}
 		_, err = m.q.persist(ctx, tx, r.saga, inst, fx, "dead:"+r.commandID, r.commandID)
 		return err

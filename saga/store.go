@@ -26,7 +26,8 @@ func commandID(sagaName, instanceID, cause string, index int) string {
 // queries are the manager's SQL, qualified with the store's schema.
 type queries struct {
 	channel                                                                      string
-	load, save, enqueue, schedule, cancel, dropTimeouts, notify                  string
+	load, save, enqueueSQL, schedule, cancel, dropTimeouts, notify               string
+	withdraw, scheduleAfterSend, renew, backlog, markRetryUncounted              string
 	claim, markSent, markRetry, markDone, failInstance, dueTimeouts, fireTimeout string
 	nextDue, postponeTimeout                                                     string
 }
@@ -43,37 +44,84 @@ func newQueries(schema string) queries {
 			ON CONFLICT (saga, instance_id) DO UPDATE SET status = $3, state = $4, compensations = $5,
 				outcome = $6, version = i.version + 1, updated_at = now(),
 				ended_at = CASE WHEN $3 = 'active' THEN NULL ELSE now() END`),
-		enqueue: r.Replace(`INSERT INTO {s}.saga_outbox (saga, instance_id, command_id, command_type, payload, correlation_id, causation_id)
-			SELECT $1, $2, c.id, c.type, c.payload, $3, $4
-			FROM unnest($5::text[], $6::text[], $7::jsonb[]) WITH ORDINALITY AS c(id, type, payload, n)
+		enqueueSQL: r.Replace(`INSERT INTO {s}.saga_outbox (saga, instance_id, command_id, command_type, payload, correlation_id, causation_id, withdrawable)
+			SELECT $1, $2, c.id, c.type, c.payload, $3, $4, c.withdrawable
+			FROM unnest($5::text[], $6::text[], $7::jsonb[], $8::boolean[]) WITH ORDINALITY AS c(id, type, payload, withdrawable, n)
 			ORDER BY c.n
 			ON CONFLICT (command_id) DO NOTHING`),
+		// withdraw takes back the instance's unsent commands when it ends
+		// or compensates. Only commands never tried: one a relay has taken
+		// (attempts counts the claims; a send that failed because the
+		// database was away gives its attempt back but leaves its error)
+		// may have taken effect, and goes on until its answer is known.
+		// withdraw also drops the deadlines the withdrawn commands would
+		// have started, and returns the commands, in the order queued.
+		withdraw: r.Replace(`WITH w AS (
+				UPDATE {s}.saga_outbox SET status = 'withdrawn', done_at = now(), claimed_until = NULL
+				WHERE saga = $1 AND instance_id = $2 AND status = 'pending' AND withdrawable
+				  AND attempts = 0 AND error IS NULL
+				RETURNING id, command_id, command_type, payload),
+			gone AS (
+				DELETE FROM {s}.saga_timeouts t USING w
+				WHERE t.saga = $1 AND t.instance_id = $2 AND t.after_command_id = w.command_id AND t.due_at IS NULL)
+			SELECT command_id, command_type, payload FROM w ORDER BY id`),
 		schedule: r.Replace(`INSERT INTO {s}.saga_timeouts (saga, instance_id, name, due_at)
 			VALUES ($1, $2, $3, now() + $4 * interval '1 microsecond')
-			ON CONFLICT (saga, instance_id, name) DO UPDATE SET due_at = EXCLUDED.due_at`),
+			ON CONFLICT (saga, instance_id, name) DO UPDATE SET due_at = EXCLUDED.due_at,
+				after_command_id = NULL, delay_us = NULL`),
+		// scheduleAfterSend sets a deadline whose clock starts when the
+		// command is sent: due_at stays NULL until the relay claims it.
+		scheduleAfterSend: r.Replace(`INSERT INTO {s}.saga_timeouts (saga, instance_id, name, due_at, after_command_id, delay_us)
+			VALUES ($1, $2, $3, NULL, $4, $5)
+			ON CONFLICT (saga, instance_id, name) DO UPDATE SET due_at = NULL,
+				after_command_id = EXCLUDED.after_command_id, delay_us = EXCLUDED.delay_us`),
+		renew: r.Replace(`UPDATE {s}.saga_outbox SET claimed_until = now() + $2 * interval '1 microsecond'
+			WHERE id = ANY($1) AND status = 'pending'`),
+		// backlog measures the relay's queue: how many commands wait to be
+		// sent now, and how long the longest has waited since it became
+		// sendable (queued, or due for a retry). Commands being sent and
+		// commands waiting out a retry's backoff are not waiting on us.
+		backlog: r.Replace(`SELECT count(*), coalesce(extract(epoch FROM now() - min(next_attempt_at)), 0)
+			FROM {s}.saga_outbox
+			WHERE status = 'pending' AND next_attempt_at <= now() AND saga = ANY($1)
+			  AND (claimed_until IS NULL OR claimed_until < now())`),
 		cancel:       r.Replace(`DELETE FROM {s}.saga_timeouts WHERE saga = $1 AND instance_id = $2 AND name = $3`),
 		dropTimeouts: r.Replace(`DELETE FROM {s}.saga_timeouts WHERE saga = $1 AND instance_id = $2`),
 		notify:       `SELECT pg_notify($1, $2)`,
 		// claim leases the oldest sendable command of each instance: an
 		// instance's later commands wait until the earlier ones are done
-		// (sent, rejected or dead), so they are sent in order, one at a
-		// time, and a dead one does not hold back the compensations after
-		// it.
-		claim: r.Replace(`UPDATE {s}.saga_outbox o SET claimed_until = now() + $3 * interval '1 microsecond', attempts = o.attempts + 1
-			WHERE o.id IN (
-				SELECT p.id FROM {s}.saga_outbox p
-				WHERE p.status = 'pending' AND p.next_attempt_at <= now()
-				  AND (p.claimed_until IS NULL OR p.claimed_until < now())
-				  AND p.saga = ANY($1)
-				  AND NOT EXISTS (SELECT 1 FROM {s}.saga_outbox q
-					WHERE q.saga = p.saga AND q.instance_id = p.instance_id
-					  AND q.status = 'pending' AND q.id < p.id)
-				ORDER BY p.id LIMIT $2
-				FOR UPDATE SKIP LOCKED)
-			RETURNING o.id, o.saga, o.instance_id, o.command_id, o.command_type, o.payload, o.correlation_id, o.causation_id, o.attempts`),
-		markSent:  r.Replace(`UPDATE {s}.saga_outbox SET status = 'sent', done_at = now(), claimed_until = NULL, error = NULL WHERE id = $1`),
-		markRetry: r.Replace(`UPDATE {s}.saga_outbox SET next_attempt_at = now() + $2 * interval '1 microsecond', claimed_until = NULL, error = $3 WHERE id = $1 AND status = 'pending'`),
-		markDone:  r.Replace(`UPDATE {s}.saga_outbox SET status = $2, done_at = now(), claimed_until = NULL, error = $3 WHERE id = $1 AND status = 'pending'`),
+		// (sent, rejected, dead or withdrawn), so they are sent in order,
+		// one at a time, and a dead one does not hold back the
+		// compensations after it. Claiming a command is sending it: the
+		// clocks of the deadlines counted from its send (saga.Deadline)
+		// start (again, on a retry) in the same statement.
+		claim: r.Replace(`WITH claimed AS (
+				UPDATE {s}.saga_outbox o SET claimed_until = now() + $3 * interval '1 microsecond', attempts = o.attempts + 1
+				WHERE o.id IN (
+					SELECT p.id FROM {s}.saga_outbox p
+					WHERE p.status = 'pending' AND p.next_attempt_at <= now()
+					  AND (p.claimed_until IS NULL OR p.claimed_until < now())
+					  AND p.saga = ANY($1)
+					  AND NOT EXISTS (SELECT 1 FROM {s}.saga_outbox q
+						WHERE q.saga = p.saga AND q.instance_id = p.instance_id
+						  AND q.status = 'pending' AND q.id < p.id)
+					ORDER BY p.id LIMIT $2
+					FOR UPDATE SKIP LOCKED)
+				RETURNING o.id, o.saga, o.instance_id, o.command_id, o.command_type, o.payload, o.correlation_id, o.causation_id, o.attempts),
+			started AS (
+				UPDATE {s}.saga_timeouts t SET due_at = now() + t.delay_us * interval '1 microsecond'
+				FROM claimed c WHERE t.saga = c.saga AND t.instance_id = c.instance_id AND t.after_command_id = c.command_id)
+			SELECT * FROM claimed`),
+		markSent: r.Replace(`UPDATE {s}.saga_outbox SET status = 'sent', done_at = now(), claimed_until = NULL, error = NULL WHERE id = $1`),
+		// A failed send is released for another attempt. A command being
+		// sent when its instance ended is not withdrawn, even if that
+		// attempt failed: it may have taken effect, and only its answer
+		// (a resend, which the command log dedups) tells.
+		markRetry: r.Replace(`UPDATE {s}.saga_outbox SET next_attempt_at = now() + $2 * interval '1 microsecond', claimed_until = NULL, error = $3
+			WHERE id = $1 AND status = 'pending'`),
+		markRetryUncounted: r.Replace(`UPDATE {s}.saga_outbox SET next_attempt_at = now() + $2 * interval '1 microsecond', claimed_until = NULL, error = $3,
+				attempts = greatest(attempts - 1, 0) WHERE id = $1 AND status = 'pending'`),
+		markDone: r.Replace(`UPDATE {s}.saga_outbox SET status = $2, done_at = now(), claimed_until = NULL, error = $3 WHERE id = $1 AND status = 'pending'`),
 		failInstance: r.Replace(`UPDATE {s}.saga_instances SET status = 'failed', outcome = $3, updated_at = now(),
 				ended_at = coalesce(ended_at, now()), version = version + 1
 			WHERE saga = $1 AND instance_id = $2 AND status <> 'failed'`),
@@ -107,59 +155,94 @@ func (q *queries) loadInstance(ctx context.Context, tx pgx.Tx, sagaName, id stri
 	return inst, nil
 }
 
+// withdrawnCommand is a command withdrawn from the outbox.
+type withdrawnCommand struct {
+	id, typ string
+	payload []byte
+}
+
 // persist writes what a handling decided, in the handling's transaction.
 // cause names the message (see commandID); causationID is what the sent
-// commands name as their cause. It reports whether anything was queued for
-// the relay or the timer.
-func (q *queries) persist(ctx context.Context, tx pgx.Tx, sagaName string, inst *instance, fx *effects, cause, causationID string) (bool, error) {
+// commands name as their cause. It returns the commands queued earlier
+// that the handling withdrew (see Context.Send).
+func (q *queries) persist(ctx context.Context, tx pgx.Tx, sagaName string, inst *instance, fx *effects, cause, causationID string) ([]withdrawnCommand, error) {
 	comps, err := json.Marshal(fx.compensations)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	if fx.compensations == nil {
 		comps = []byte("[]")
 	}
 	if _, err := tx.Exec(ctx, q.save, sagaName, inst.id, fx.status, []byte(fx.state), comps, fx.outcome, inst.correlationID); err != nil {
-		return false, fmt.Errorf("saga %s: saving instance %s: %w", sagaName, inst.id, err)
+		return nil, fmt.Errorf("saga %s: saving instance %s: %w", sagaName, inst.id, err)
+	}
+	var withdrawn []withdrawnCommand
+	if fx.withdraws() {
+		// Before queueing this handling's own commands, which go out.
+		rows, _ := tx.Query(ctx, q.withdraw, sagaName, inst.id)
+		withdrawn, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (withdrawnCommand, error) {
+			var w withdrawnCommand
+			return w, row.Scan(&w.id, &w.typ, &w.payload)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("saga %s: withdrawing the unsent commands of instance %s: %w", sagaName, inst.id, err)
+		}
 	}
 	wake := false
 	if len(fx.sends) > 0 {
-		ids := make([]string, len(fx.sends))
-		types := make([]string, len(fx.sends))
-		payloads := make([]string, len(fx.sends))
-		for i, c := range fx.sends {
-			ids[i] = commandID(sagaName, inst.id, cause, i)
-			types[i] = c.Type
-			payloads[i] = string(c.Payload)
-		}
-		if _, err := tx.Exec(ctx, q.enqueue, sagaName, inst.id, inst.correlationID, causationID, ids, types, payloads); err != nil {
-			return false, fmt.Errorf("saga %s: queueing commands of instance %s: %w", sagaName, inst.id, err)
+		if err := q.enqueue(ctx, tx, sagaName, inst, fx, cause, causationID); err != nil {
+			return nil, err
 		}
 		wake = true
 	}
 	if fx.status != StatusActive {
 		if _, err := tx.Exec(ctx, q.dropTimeouts, sagaName, inst.id); err != nil {
-			return false, err
+			return nil, err
 		}
 	} else {
 		for name := range fx.cancel {
 			if _, err := tx.Exec(ctx, q.cancel, sagaName, inst.id, name); err != nil {
-				return false, err
+				return nil, err
 			}
 		}
 		for name, after := range fx.schedule {
 			if _, err := tx.Exec(ctx, q.schedule, sagaName, inst.id, name, after.Microseconds()); err != nil {
-				return false, err
+				return nil, err
 			}
 			wake = true
+		}
+		for i, c := range fx.sends {
+			if c.deadline == nil {
+				continue
+			}
+			id := commandID(sagaName, inst.id, cause, i)
+			if _, err := tx.Exec(ctx, q.scheduleAfterSend, sagaName, inst.id, c.deadline.name, id, c.deadline.after.Microseconds()); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if wake {
 		if _, err := tx.Exec(ctx, q.notify, q.channel, sagaName); err != nil {
-			return false, err
+			return nil, err
 		}
 	}
-	return wake, nil
+	return withdrawn, nil
+}
+
+// enqueue queues the commands a handling decided, in order, under IDs
+// derived from cause.
+func (q *queries) enqueue(ctx context.Context, tx pgx.Tx, sagaName string, inst *instance, fx *effects, cause, causationID string) error {
+	n := len(fx.sends)
+	ids, types, payloads := make([]string, n), make([]string, n), make([]string, n)
+	withdrawable := make([]bool, n)
+	for i, c := range fx.sends {
+		ids[i] = commandID(sagaName, inst.id, cause, i)
+		types[i], payloads[i], withdrawable[i] = c.Type, string(c.Payload), c.withdrawable
+	}
+	if _, err := tx.Exec(ctx, q.enqueueSQL, sagaName, inst.id, inst.correlationID, causationID, ids, types, payloads, withdrawable); err != nil {
+		return fmt.Errorf("saga %s: queueing commands of instance %s: %w", sagaName, inst.id, err)
+	}
+	return nil
 }
 
 // backoff is the delay before attempt n+1 of a failing command: exponential

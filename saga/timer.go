@@ -96,7 +96,7 @@ func (m *Manager) fire(ctx context.Context, d dueTimeout) error {
 			return err
 		}
 		cause := "timeout:" + d.name + ":" + d.due.UTC().Format(time.RFC3339Nano)
-		if _, err := m.q.persist(ctx, tx, d.saga, inst, fx, cause, "timeout:"+d.name); err != nil {
+		if err := m.persist(ctx, tx, s, inst, fx, cause, "timeout:"+d.name, now); err != nil {
 			return err
 		}
 		fired = true

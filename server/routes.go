@@ -244,6 +244,11 @@ func Command[C any](s *Server, path string, opts ...RouteOption) error {
 		if p, ok := PrincipalFrom(r.Context()); ok && p.Subject != "" {
 			meta["principal"] = p.Subject
 		}
+		if s.admit != nil {
+			if err := s.admit(r.Context()); err != nil {
+				return err
+			}
+		}
 		res, err := s.dispatcher.Dispatch(r.Context(), command.Envelope{ID: id, CorrelationID: corr, Metadata: meta, Payload: cmd})
 		if err != nil {
 			return err

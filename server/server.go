@@ -140,6 +140,15 @@ type Option func(*Server)
 // WithDispatcher sets the dispatcher of command routes.
 func WithDispatcher(d *command.Dispatcher) Option { return func(s *Server) { s.dispatcher = d } }
 
+// WithAdmission makes every command route ask admit before dispatching a
+// command: an error refuses it before anything is appended (a
+// *command.OverloadedError becomes a 503 with its Retry-After). app passes
+// the saga manager's Admit, which refuses while the saga backlog is past
+// its bound.
+func WithAdmission(admit func(context.Context) error) Option {
+	return func(s *Server) { s.admit = admit }
+}
+
 // WithQueryBus sets the bus whose handlers query routes call.
 func WithQueryBus(b *query.Bus) Option { return func(s *Server) { s.bus = b } }
 
@@ -169,6 +178,7 @@ type Server struct {
 	log        *slog.Logger
 	auth       *authenticator
 	dispatcher *command.Dispatcher
+	admit      func(context.Context) error
 	bus        *query.Bus
 	manager    *projection.Manager
 	store      *postgres.Store

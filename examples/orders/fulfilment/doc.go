@@ -16,6 +16,13 @@
 // them in reverse order. A payment that succeeds after the order was
 // cancelled (the gateway answered after the timeout) is refunded.
 //
+// The payment timeout runs from when ChargePayment is sent (saga.Deadline),
+// not from when it was queued: a burst or an outage on our side does not
+// cancel orders whose payment was never asked for. A cancel withdraws the
+// forward steps that were queued and not yet sent (OnWithdrawn accounts
+// for them); the steps that take the order back are sent with
+// saga.Always, so that they go out whatever comes first.
+//
 // The saga never asks the order whether it may proceed: the Order aggregate
 // refuses a transition that a cancel overtook (MarkOrderPaid on a cancelled
 // order), and the OrderCancelled event, which the saga handles in log

@@ -74,7 +74,7 @@ func newSaga(registry *eventstore.Registry, name string, paymentTimeout time.Dur
 		if c.State.Stage != StageReserving {
 			// The order was cancelled while this reservation was on its
 			// way: release it at once.
-			c.Send(inventory.ReleaseReservation{SKU: e.SKU, OrderID: e.OrderID})
+			undo(c, inventory.ReleaseReservation{SKU: e.SKU, OrderID: e.OrderID})
 			finishCancel(c)
 			return nil
 		}
@@ -103,7 +103,7 @@ func newSaga(registry *eventstore.Registry, name string, paymentTimeout time.Dur
 		if c.State.Stage != StagePaying {
 			// Charged after the order was cancelled (the gateway answered
 			// after the timeout, or the customer cancelled meanwhile).
-			c.Send(payment.RefundPayment{OrderID: e.OrderID})
+			undo(c, payment.RefundPayment{OrderID: e.OrderID})
 			finishCancel(c)
 			return nil
 		}
@@ -135,7 +135,7 @@ func newSaga(registry *eventstore.Registry, name string, paymentTimeout time.Dur
 	saga.On(d, func(e shipping.ShipmentScheduled) string { return e.OrderID }, func(c *saga.Context[State], e shipping.ShipmentScheduled) error {
 		c.State.ShipmentPending = false
 		if c.State.Stage != StageShipping {
-			c.Send(shipping.CancelShipment{OrderID: e.OrderID})
+			undo(c, shipping.CancelShipment{OrderID: e.OrderID})
 			finishCancel(c)
 			return nil
 		}
@@ -172,6 +172,24 @@ func newSaga(registry *eventstore.Registry, name string, paymentTimeout time.Dur
 		return nil
 	})
 
+	saga.OnWithdrawn(d, func(c *saga.Context[State], cmds []saga.Withdrawn) error {
+		// A cancel withdrew steps that had not been sent: no answer will
+		// come for them, and nothing they would have done needs undoing.
+		for _, w := range cmds {
+			switch w.Command.(type) {
+			case inventory.ReserveInventory:
+				c.State.Awaiting--
+			case payment.ChargePayment:
+				c.State.PaymentPending = false
+				c.CancelTimeout(PaymentTimeoutName)
+			case shipping.ScheduleShipment:
+				c.State.ShipmentPending = false
+			}
+		}
+		finishCancel(c)
+		return nil
+	})
+
 	saga.OnRejected(d, func(c *saga.Context[State], r saga.Rejection) error {
 		// Only the Order's transitions refuse, and only when a cancel
 		// overtook them; its OrderCancelled event drives the rest.
@@ -191,21 +209,27 @@ func reservationsAnswered(c *saga.Context[State], paymentTimeout time.Duration) 
 	if c.State.ShortOf != "" {
 		c.Compensate() // release the lines that were reserved
 		c.State.Stage = StageCancelling
-		c.Send(ordering.RejectOrder{OrderID: id, Reason: "insufficient stock for " + c.State.ShortOf})
+		undo(c, ordering.RejectOrder{OrderID: id, Reason: "insufficient stock for " + c.State.ShortOf})
 		return // completes on OrderRejected
 	}
 	c.State.Stage = StagePaying
 	c.State.PaymentPending = true
 	c.Send(ordering.MarkOrderReserved{OrderID: id})
-	c.Send(payment.ChargePayment{OrderID: id, AmountCents: c.State.TotalCents})
-	c.Schedule(PaymentTimeoutName, paymentTimeout)
+	// The payment's clock starts when the charge is sent: time it spends
+	// queued behind other orders' commands is ours, not the gateway's.
+	c.Send(payment.ChargePayment{OrderID: id, AmountCents: c.State.TotalCents}, saga.Deadline(PaymentTimeoutName, paymentTimeout))
 }
+
+// undo sends a command that takes the order back (a release, a refund, the
+// cancel itself): unlike a step forward, it must go out even if the
+// fulfilment ends before its turn comes, so it is never withdrawn.
+func undo(c *saga.Context[State], cmd any) { c.Send(cmd, saga.Always()) }
 
 // cancel gives up on the order: compensate, then cancel it.
 func cancel(c *saga.Context[State], reason string) {
 	c.Compensate()
 	c.State.Stage = StageCancelling
-	c.Send(ordering.CancelOrder{OrderID: c.InstanceID(), Reason: reason})
+	undo(c, ordering.CancelOrder{OrderID: c.InstanceID(), Reason: reason})
 	finishCancel(c)
 }
 

@@ -1,0 +1,260 @@
+package saga_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cairn-es/cairn/command"
+	"github.com/cairn-es/cairn/projection"
+	"github.com/cairn-es/cairn/saga"
+)
+
+// holdDoSteps makes every DoStep wait until release is closed, and counts
+// the DoSteps running now in running.
+func holdDoSteps(release <-chan struct{}, running *atomic.Int64) command.Middleware {
+	return func(next command.Handler) command.Handler {
+		return func(ctx context.Context, env command.Envelope) (command.Result, error) {
+			if env.Type() == "DoStep" {
+				running.Add(1)
+				defer running.Add(-1)
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return command.Result{}, ctx.Err()
+				}
+			}
+			return next(ctx, env)
+		}
+	}
+}
+
+// startProjectionsOnly applies the sagas' events (filling the outbox) with
+// no relay running: a process whose relay is gone.
+func (e *env) startProjectionsOnly(register func(m *saga.Manager)) {
+	e.t.Helper()
+	pm := projection.NewManager(e.store, projection.Config{Logger: quietLog, LeaderRetry: 50 * time.Millisecond})
+	register(saga.NewManager(e.store, pm, e.disp, e.registry, saga.Config{Logger: quietLog}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = pm.Run(ctx) }()
+	e.t.Cleanup(func() { cancel(); <-done; pm.Close() })
+}
+
+func TestSagaCommandLeasedByADeadRelayIsSentWithinALease(t *testing.T) {
+	e := newEnv(t)
+	name := uniqueName("steps")
+	e.startProjectionsOnly(func(m *saga.Manager) { m.MustRegister(e.stepsSaga(name)) })
+	e.dispatch(Start{JobID: "c", Steps: 1})
+	// A relay claims the DoStep and dies before sending it: its lease is
+	// all that is left.
+	pool := e.store.Pool()
+	require.Eventually(t, func() bool {
+		tag, err := pool.Exec(context.Background(), `UPDATE `+e.store.Schema()+`.saga_outbox
+			SET claimed_until = now() + interval '1 second', attempts = 1 WHERE saga = $1 AND status = 'pending'`, name)
+		return err == nil && tag.RowsAffected() == 1
+	}, 30*time.Second, 10*time.Millisecond)
+	claimed := time.Now()
+
+	e.start(saga.Config{Lease: time.Second, Poll: 100 * time.Millisecond}, func(m *saga.Manager) { m.MustRegister(e.stepsSaga(name)) })
+	d := e.awaitEnded(name, "c")
+	require.Equal(t, "done", d.Outcome)
+	// The lease (1 s) plus a poll, not a minute.
+	require.Less(t, time.Since(claimed), 5*time.Second)
+	require.Equal(t, 1, e.maxHandled())
+}
+
+func TestSagaSendLongerThanItsLeaseIsNotSentTwice(t *testing.T) {
+	e := newEnv(t)
+	name := uniqueName("steps")
+	release := make(chan struct{})
+	var running atomic.Int64
+	e.disp = e.newDispatcher(command.WithMiddleware(holdDoSteps(release, &running)))
+	// Two relays, a lease of 300 ms, and a DoStep that takes 1.5 s: only
+	// the renewal keeps the other relay from claiming it meanwhile.
+	cfg := saga.Config{Lease: 300 * time.Millisecond, Poll: 50 * time.Millisecond}
+	e.start(cfg, func(m *saga.Manager) { m.MustRegister(e.stepsSaga(name)) })
+	e.start(cfg, func(m *saga.Manager) { m.MustRegister(e.stepsSaga(name)) })
+	e.dispatch(Start{JobID: "l", Steps: 1})
+	require.Eventually(t, func() bool { return running.Load() == 1 }, 30*time.Second, 5*time.Millisecond)
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		require.LessOrEqual(t, running.Load(), int64(1), "a second relay took the command while the first was sending it")
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(release)
+	d := e.awaitEnded(name, "l")
+	require.Equal(t, "done", d.Outcome)
+	require.Equal(t, 1, d.Commands[0].Attempts, "sent once")
+}
+
+// cancellableSaga starts a job by sending every step at once (the last one
+// with Always), and compensates and ends when the job expires. It counts
+// the commands withdrawn in its state.
+func (e *env) cancellableSaga(name string) *saga.Definition[jobState] {
+	d := saga.New[jobState](name, e.registry)
+	saga.StartOn(d, func(s Started) string { return s.JobID }, func(c *saga.Context[jobState], s Started) error {
+		for n := 1; n < s.Steps; n++ {
+			c.Send(DoStep{JobID: s.JobID, N: n})
+		}
+		c.Send(DoStep{JobID: s.JobID, N: s.Steps}, saga.Always())
+		return nil
+	})
+	saga.On(d, func(s StepDone) string { return s.JobID }, func(c *saga.Context[jobState], s StepDone) error {
+		c.State.Done++
+		return nil
+	})
+	saga.On(d, func(s Expired) string { return s.JobID }, func(c *saga.Context[jobState], s Expired) error {
+		c.AddCompensation(UndoStep{JobID: s.JobID, N: 0})
+		c.Compensate()
+		return nil
+	})
+	saga.OnWithdrawn(d, func(c *saga.Context[jobState], cmds []saga.Withdrawn) error {
+		for _, w := range cmds {
+			if _, ok := w.Command.(DoStep); !ok {
+				return errors.New("withdrawn command not decoded")
+			}
+			c.State.FailAt += 1 // counts withdrawn steps
+		}
+		c.Complete("withdrawn")
+		return nil
+	})
+	return d
+}
+
+func TestSagaCompensationWithdrawsCommandsNotSentYet(t *testing.T) {
+	e := newEnv(t)
+	name := uniqueName("cancel")
+	release := make(chan struct{})
+	var running atomic.Int64
+	e.disp = e.newDispatcher(command.WithMiddleware(holdDoSteps(release, &running)))
+	// One command at a time: DoStep 1 is being sent (and held), 2..4 wait.
+	e.start(saga.Config{Concurrency: 1}, func(m *saga.Manager) { m.MustRegister(e.cancellableSaga(name)) })
+	e.dispatch(Start{JobID: "w", Steps: 4})
+	require.Eventually(t, func() bool { return running.Load() == 1 }, 30*time.Second, 5*time.Millisecond)
+
+	e.dispatch(Expire{JobID: "w"})
+	insp := saga.NewInspector(e.store)
+	require.Eventually(t, func() bool {
+		d, err := insp.Show(context.Background(), name, "w")
+		return err == nil && d.Status == saga.StatusCompleted
+	}, 30*time.Second, 10*time.Millisecond)
+	close(release)
+	d := e.awaitEnded(name, "w")
+
+	statuses := map[string][]string{}
+	for _, c := range d.Commands {
+		statuses[c.Type] = append(statuses[c.Type], c.Status)
+	}
+	// DoStep 1 was on its way and goes out; 2 and 3 are withdrawn; 4 was
+	// sent with Always, and the compensation goes out.
+	require.Equal(t, []string{"sent", "withdrawn", "withdrawn", "sent"}, statuses["DoStep"])
+	require.Equal(t, []string{"sent"}, statuses["UndoStep"])
+	require.Equal(t, []string{"Started", "Expired", "done:1", "done:4", "undone:0"}, e.jobEvents("w"))
+	var st jobState
+	require.NoError(t, json.Unmarshal(d.State, &st))
+	require.Equal(t, 2, st.FailAt, "OnWithdrawn saw both withdrawn steps")
+}
+
+func TestSagaDeadlineCountsFromTheSend(t *testing.T) {
+	e := newEnv(t)
+	name := uniqueName("deadline")
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var firedAt, sendingAt time.Time
+	// Job "first" holds the relay's only slot; job "second" queues behind
+	// it with a deadline of 300 ms on its DoStep.
+	hold := func(next command.Handler) command.Handler {
+		return func(ctx context.Context, env command.Envelope) (command.Result, error) {
+			if step, ok := env.Payload.(DoStep); ok {
+				if step.JobID == "first" {
+					<-release
+				} else {
+					mu.Lock()
+					sendingAt = time.Now()
+					mu.Unlock()
+				}
+			}
+			return next(ctx, env)
+		}
+	}
+	e.disp = e.newDispatcher(command.WithMiddleware(hold))
+	d := saga.New[jobState](name, e.registry)
+	saga.StartOn(d, func(s Started) string { return s.JobID }, func(c *saga.Context[jobState], s Started) error {
+		c.Send(DoStep{JobID: s.JobID, N: 1}, saga.Deadline("answer", 300*time.Millisecond))
+		return nil
+	})
+	saga.OnTimeout(d, "answer", func(c *saga.Context[jobState]) error {
+		if c.InstanceID() == "second" {
+			mu.Lock()
+			firedAt = c.Now()
+			mu.Unlock()
+		}
+		c.Complete("timed out")
+		return nil
+	})
+	e.start(saga.Config{Concurrency: 1, Poll: 50 * time.Millisecond}, func(m *saga.Manager) { m.MustRegister(d) })
+	e.dispatch(Start{JobID: "first"})
+	insp := saga.NewInspector(e.store)
+	require.Eventually(t, func() bool {
+		det, err := insp.Show(context.Background(), name, "first")
+		return err == nil && len(det.Timeouts) == 1 && det.Timeouts[0].DueAt != nil
+	}, 30*time.Second, 5*time.Millisecond, "first's DoStep is being sent: its clock runs")
+	e.dispatch(Start{JobID: "second"})
+
+	// second's DoStep waits a second in the queue, far past its 300 ms:
+	// its clock has not started, so nothing fires.
+	time.Sleep(time.Second)
+	det, err := insp.Show(context.Background(), name, "second")
+	require.NoError(t, err)
+	require.Equal(t, saga.StatusActive, det.Status)
+	require.Len(t, det.Timeouts, 1)
+	require.Nil(t, det.Timeouts[0].DueAt, "the deadline runs only once the command is sent")
+	require.Equal(t, 300*time.Millisecond, det.Timeouts[0].After)
+	first, err := insp.Show(context.Background(), name, "first")
+	require.NoError(t, err)
+	require.Equal(t, "timed out", first.Outcome, "a send that hangs does run out its deadline")
+
+	close(release)
+	det = e.awaitEnded(name, "second")
+	require.Equal(t, "timed out", det.Outcome)
+	mu.Lock()
+	defer mu.Unlock()
+	require.False(t, sendingAt.IsZero())
+	// The database's clock and this process's are the same machine's.
+	require.Greater(t, firedAt.Sub(sendingAt), 250*time.Millisecond, "fired at %s, sent at %s", firedAt, sendingAt)
+}
+
+func TestSagaBacklogPastItsBoundRefusesNewWork(t *testing.T) {
+	e := newEnv(t)
+	name := uniqueName("steps")
+	release := make(chan struct{})
+	var running atomic.Int64
+	e.disp = e.newDispatcher(command.WithMiddleware(holdDoSteps(release, &running)))
+	r := e.start(saga.Config{Concurrency: 1, Poll: 50 * time.Millisecond, BacklogMaxAge: 300 * time.Millisecond, BacklogRetryAfter: 2 * time.Second},
+		func(m *saga.Manager) { m.MustRegister(e.stepsSaga(name)) })
+	require.NoError(t, r.sagas.Admit(context.Background()))
+
+	// One DoStep is held; the others queue behind it past the bound.
+	for _, id := range []string{"a", "b", "c"} {
+		e.dispatch(Start{JobID: id, Steps: 1})
+	}
+	var refusal *command.OverloadedError
+	require.Eventually(t, func() bool { return errors.As(r.sagas.Admit(context.Background()), &refusal) }, 30*time.Second, 20*time.Millisecond)
+	require.ErrorIs(t, refusal, command.ErrOverloaded)
+	require.Equal(t, 2*time.Second, refusal.RetryAfter)
+	require.Contains(t, refusal.Reason, "waited")
+
+	// The backlog drains and work is admitted again, on its own.
+	close(release)
+	for _, id := range []string{"a", "b", "c"} {
+		e.awaitEnded(name, id)
+	}
+	require.Eventually(t, func() bool { return r.sagas.Admit(context.Background()) == nil }, 30*time.Second, 20*time.Millisecond)
+}
