@@ -11,6 +11,7 @@ import (
 
 	"github.com/cairn-es/cairn/command"
 	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/internal/pgerr"
 )
 
 // outboxRow is a command a saga decided, as the relay claimed it.
@@ -202,7 +203,7 @@ func (m *Manager) recordOutcome(ctx context.Context, r outboxRow, cmd any, sendE
 		recCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		outcome, err := m.recordOnce(recCtx, r, cmd, sendErr)
 		cancel()
-		if err == nil || !transient(err) || time.Now().After(giveUp) {
+		if err == nil || !pgerr.Transient(err) || time.Now().After(giveUp) {
 			return outcome, err
 		}
 		if sleep(context.WithoutCancel(ctx), backoff(attempt, m.cfg.RetryBase, time.Second, jitter)) != nil {
@@ -218,7 +219,7 @@ func (m *Manager) recordOnce(ctx context.Context, r outboxRow, cmd any, err erro
 		return "sent", err
 	case errors.Is(err, command.ErrRejected):
 		if rerr := m.rejected(ctx, r, cmd, err); rerr != nil {
-			if transient(rerr) {
+			if pgerr.Transient(rerr) {
 				return "rejected", rerr // recorded again once the database answers
 			}
 			// The saga's handling of the rejection failed: retry the
@@ -229,7 +230,7 @@ func (m *Manager) recordOnce(ctx context.Context, r outboxRow, cmd any, err erro
 		return "rejected", nil
 	case permanent(err):
 		return "dead", m.dead(ctx, r, err)
-	case transient(err):
+	case pgerr.Transient(err):
 		return m.retrySoon(ctx, r, err)
 	default:
 		return m.retryOrDie(ctx, r, err)
