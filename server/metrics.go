@@ -18,6 +18,7 @@ import (
 	"github.com/cairn-es/cairn/aggregate"
 	"github.com/cairn-es/cairn/command"
 	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/internal/pgerr"
 	"github.com/cairn-es/cairn/projection"
 	"github.com/cairn-es/cairn/query"
 )
@@ -40,7 +41,8 @@ const (
 	MetricCommandsHandled = "cairn_commands_handled_total"
 	// MetricCommandsFailed counts failed commands, labelled command and
 	// reason (invalid, rejected, conflict, idempotency_key_reused,
-	// not_found, unknown_command, unavailable, canceled, error).
+	// not_found, unknown_command, overloaded, unavailable (the database,
+	// as pgerr.Transient tells it), canceled, error).
 	MetricCommandsFailed = "cairn_commands_failed_total"
 	// MetricCommandDuration is a histogram of command handling time in
 	// seconds (retries included), labelled command.
@@ -284,7 +286,9 @@ func failureReason(err error) string {
 		return "unknown_command"
 	case errors.Is(err, aggregate.ErrNotFound), errors.Is(err, query.ErrNotFound), errors.Is(err, eventstore.ErrStreamNotFound):
 		return "not_found"
-	case databaseUnavailable(err):
+	case errors.Is(err, command.ErrOverloaded):
+		return "overloaded"
+	case pgerr.Transient(err):
 		return "unavailable"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return "canceled"

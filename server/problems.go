@@ -5,18 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/puddle/v2"
 	"github.com/labstack/echo/v4"
 
 	"github.com/cairn-es/cairn/aggregate"
 	"github.com/cairn-es/cairn/command"
 	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/internal/pgerr"
 	"github.com/cairn-es/cairn/query"
 )
 
@@ -90,9 +90,18 @@ const (
 	// reach the X-Cairn-Min-Position in time. Retry-After says when to try
 	// again.
 	ProblemWaitTimeout = ProblemBase + "wait-timeout"
-	// ProblemDatabaseUnavailable (503): PostgreSQL could not be reached or
-	// is shutting down. Retry-After says when to try again.
+	// ProblemDatabaseUnavailable (503): PostgreSQL could not be used for a
+	// passing reason (see pgerr.Transient: unreachable, connection dropped
+	// or reset, shutting down or starting, too many clients, a
+	// serialization failure or deadlock). Retry-After says when to try
+	// again; a command that got it is safe to resend with the same
+	// Idempotency-Key.
 	ProblemDatabaseUnavailable = ProblemBase + "database-unavailable"
+	// ProblemOverloaded (503): the command was refused before it ran,
+	// because work the service already accepted is queued beyond its bound
+	// (command.ErrOverloaded). Nothing was written; Retry-After says when
+	// to resend.
+	ProblemOverloaded = ProblemBase + "overloaded"
 	// ProblemReadModelUnavailable (503): the read model a query needs has
 	// not been built yet (its projection has never run against this
 	// database).
@@ -127,6 +136,7 @@ var problemTitles = map[string]string{
 	ProblemInvalidCommand:        "Invalid command",
 	ProblemWaitTimeout:           "Read model not up to date",
 	ProblemDatabaseUnavailable:   "Database unavailable",
+	ProblemOverloaded:            "Service overloaded",
 	ProblemReadModelUnavailable:  "Read model not built yet",
 	ProblemUnavailable:           "Service unavailable",
 	ProblemInternal:              "Internal server error",
@@ -200,7 +210,12 @@ func (s *Server) problemFor(err error) *Problem {
 	var rejected *command.RejectedError
 	var invalid *command.ValidationError
 	var notFound *query.NotFoundError
+	var overloaded *command.OverloadedError
 	switch {
+	case errors.As(err, &overloaded):
+		return s.overloaded(err, overloaded)
+	case errors.Is(err, command.ErrOverloaded):
+		return s.overloaded(err, nil)
 	case errors.As(err, &rejected):
 		return NewProblem(http.StatusUnprocessableEntity, ProblemCommandRejected, rejected.Reason.Error()).wrap(err)
 	case errors.Is(err, command.ErrRejected):
@@ -227,7 +242,7 @@ func (s *Server) problemFor(err error) *Problem {
 		return NewProblem(http.StatusUnprocessableEntity, ProblemInvalidCommand, "the command's events are too large").wrap(err)
 	case readModelMissing(err):
 		return s.unavailable(ProblemReadModelUnavailable, "the read model is not built yet; try again later").wrap(err)
-	case databaseUnavailable(err):
+	case pgerr.Transient(err):
 		return s.unavailable(ProblemDatabaseUnavailable, "the database is unavailable; try again later").wrap(err)
 	case errors.Is(err, context.DeadlineExceeded):
 		return s.unavailable(ProblemUnavailable, "the request took too long; try again later").wrap(err)
@@ -264,10 +279,6 @@ func (s *Server) unavailable(typ, detail string) *Problem {
 	return NewProblem(http.StatusServiceUnavailable, typ, detail).withHeader("Retry-After", strconv.Itoa(secs))
 }
 
-// databaseUnavailable reports errors that mean PostgreSQL cannot be used
-// right now: connection failures, a closed pool, SQLSTATE class 08
-// (connection exception), 53 (insufficient resources: too many connections,
-// out of memory or disk) and 57P01-57P03 (shutting down, cannot connect now).
 // readModelMissing tells a query of a table or schema that does not exist:
 // a read model whose projection has not run yet, which a retry after the
 // daemon's first pass answers.
@@ -276,26 +287,21 @@ func readModelMissing(err error) bool {
 	return errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "3F000")
 }
 
-func databaseUnavailable(err error) bool {
-	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) {
-		return true
+// overloaded is the 503 of a command refused for backpressure. Its
+// Retry-After is the refusal's own, rounded up to whole seconds so that the
+// client does not come back before the backlog had the time it asked for;
+// without one it is the server's.
+func (s *Server) overloaded(err error, o *command.OverloadedError) *Problem {
+	detail := "the service is overloaded; the command was not run; resend it after Retry-After"
+	if o != nil && o.Reason != "" {
+		detail = "the service is overloaded (" + o.Reason + "); the command was not run; resend it after Retry-After"
 	}
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		switch {
-		case strings.HasPrefix(pe.Code, "08"), strings.HasPrefix(pe.Code, "53"):
-			return true
-		case pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03":
-			return true
-		}
-		return false
+	if o == nil || o.RetryAfter <= 0 {
+		return s.unavailable(ProblemOverloaded, detail).wrap(err)
 	}
-	if errors.Is(err, puddle.ErrClosedPool) {
-		return true
-	}
-	var ne *net.OpError
-	return errors.As(err, &ne)
+	secs := max(1, int((o.RetryAfter+time.Second-1)/time.Second))
+	return NewProblem(http.StatusServiceUnavailable, ProblemOverloaded, detail).
+		withHeader("Retry-After", strconv.Itoa(secs)).wrap(err)
 }
 
 // writeProblem sends p, completing it with the request's path and ID rid.

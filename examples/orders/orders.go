@@ -40,7 +40,7 @@ func Modules(cfg Config) []app.Module {
 	return []app.Module{
 		ordering.Module{Prefix: cfg.Prefix},
 		inventory.Module{Prefix: cfg.Prefix},
-		payment.Module{Gateway: cfg.Gateway},
+		payment.Module{Prefix: cfg.Prefix, Gateway: cfg.Gateway},
 		shipping.Module{},
 		fulfilment.Module{Prefix: cfg.Prefix, PaymentTimeout: cfg.PaymentTimeout},
 		notification.Module{Prefix: cfg.Prefix},

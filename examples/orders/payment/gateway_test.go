@@ -15,7 +15,7 @@ import (
 
 func TestSimulatedGatewayIsIdempotentPerKey(t *testing.T) {
 	ctx := context.Background()
-	g := &payment.SimulatedGateway{}
+	g := newGateway(t, &payment.SimulatedGateway{})
 	id, err := g.Charge(ctx, "o-1", 1200)
 	require.NoError(t, err)
 	again, err := g.Charge(ctx, "o-1", 1200)
@@ -41,7 +41,7 @@ func TestSimulatedGatewayIsIdempotentPerKey(t *testing.T) {
 func TestSimulatedGatewayDeclines(t *testing.T) {
 	ctx := context.Background()
 	declines := func(seed uint64) []bool {
-		g := &payment.SimulatedGateway{FailureRate: 0.3, Seed: seed}
+		g := newGateway(t, &payment.SimulatedGateway{FailureRate: 0.3, Seed: seed})
 		var out []bool
 		for i := range 1000 {
 			_, err := g.Charge(ctx, fmt.Sprint(i), 100)
@@ -64,7 +64,7 @@ func TestSimulatedGatewayDeclines(t *testing.T) {
 	require.InDelta(t, 300, n, 60)
 
 	// A declined key stays declined: the outcome is the first one.
-	g := &payment.SimulatedGateway{FailureRate: 1}
+	g := newGateway(t, &payment.SimulatedGateway{FailureRate: 1})
 	_, err := g.Charge(ctx, "o-1", 100)
 	require.ErrorIs(t, err, payment.ErrDeclined)
 	g.FailureRate = 0 // (set between calls here only because nothing runs concurrently)
@@ -74,14 +74,14 @@ func TestSimulatedGatewayDeclines(t *testing.T) {
 }
 
 func TestSimulatedGatewayLatencyHonoursTheContext(t *testing.T) {
-	g := &payment.SimulatedGateway{Latency: time.Hour}
+	g := newGateway(t, &payment.SimulatedGateway{Latency: time.Hour})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	_, err := g.Charge(ctx, "o-1", 100)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.Empty(t, g.Charges(), "a call that gave up charged nothing")
 
-	g = &payment.SimulatedGateway{Latency: 5 * time.Millisecond, Jitter: 5 * time.Millisecond}
+	g = newGateway(t, &payment.SimulatedGateway{Latency: 5 * time.Millisecond, Jitter: 5 * time.Millisecond})
 	start := time.Now()
 	_, err = g.Charge(context.Background(), "o-1", 100)
 	require.NoError(t, err)
@@ -89,7 +89,7 @@ func TestSimulatedGatewayLatencyHonoursTheContext(t *testing.T) {
 }
 
 func TestSimulatedGatewayConcurrentCharges(t *testing.T) {
-	g := &payment.SimulatedGateway{Jitter: time.Millisecond, FailureRate: 0.5, Seed: 1}
+	g := newGateway(t, &payment.SimulatedGateway{Jitter: time.Millisecond, FailureRate: 0.5, Seed: 1})
 	var wg sync.WaitGroup
 	for i := range 50 {
 		wg.Go(func() {

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/app"
@@ -19,14 +20,15 @@ import (
 )
 
 // lossy charges through its gateway but, once, loses the answer on the
-// way back: the outcome the handler sees is unknown.
+// way back: the outcome the handler sees is unknown. It embeds the
+// simulated gateway, so that the module gives it its database.
 type lossy struct {
-	payment.Gateway
+	*payment.SimulatedGateway
 	lose atomic.Bool
 }
 
 func (l *lossy) Charge(ctx context.Context, key string, cents int64) (string, error) {
-	id, err := l.Gateway.Charge(ctx, key, cents)
+	id, err := l.SimulatedGateway.Charge(ctx, key, cents)
 	if l.lose.CompareAndSwap(true, false) {
 		return "", errors.New("connection reset by peer")
 	}
@@ -36,10 +38,17 @@ func (l *lossy) Charge(ctx context.Context, key string, cents int64) (string, er
 func newApp(t *testing.T, gw payment.Gateway) *app.Deps {
 	t.Helper()
 	pool := pgtest.Pool(t, 10)
+	return startApp(t, pool, pgtest.Schema(t, pool), testPrefix(t, pool), gw)
+}
+
+// startApp runs the payment module on an event store schema, with the
+// gateway's schema under prefix: one process's worth of it.
+func startApp(t *testing.T, pool *pgxpool.Pool, schema, prefix string, gw payment.Gateway) *app.Deps {
+	t.Helper()
 	a, err := app.New(context.Background(), app.Config{
-		Pool: pool, Schema: pgtest.Schema(t, pool), NoMigrate: true,
+		Pool: pool, Schema: schema, NoMigrate: true,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}, payment.Module{Gateway: gw})
+	}, payment.Module{Prefix: prefix, Gateway: gw})
 	require.NoError(t, err)
 	t.Cleanup(a.Close)
 	return a.Deps()
@@ -65,7 +74,7 @@ func events(t *testing.T, d *app.Deps, orderID string) []any {
 func TestPayment(t *testing.T) {
 	ctx := context.Background()
 	sim := &payment.SimulatedGateway{}
-	gw := &lossy{Gateway: sim}
+	gw := &lossy{SimulatedGateway: sim}
 	d := newApp(t, gw)
 	dispatch := func(cmd any) (command.Result, error) { return d.Dispatcher.Dispatch(ctx, cmd) }
 
@@ -79,6 +88,10 @@ func TestPayment(t *testing.T) {
 	res, err := dispatch(payment.ChargePayment{OrderID: "o-1", AmountCents: 1200})
 	require.NoError(t, err)
 	require.Equal(t, int64(1), res.Version)
+	require.Equal(t, 2, sim.Charges()["o-1"].Calls, "the retry asked again")
+	chargeID := sim.Charges()["o-1"].ChargeID
+	charged := payment.PaymentCharged{OrderID: "o-1", ChargeID: chargeID, AmountCents: 1200}
+	refunded := payment.PaymentRefunded{OrderID: "o-1", ChargeID: chargeID, AmountCents: 1200}
 	again, err := dispatch(payment.ChargePayment{OrderID: "o-1", AmountCents: 1200})
 	require.NoError(t, err)
 	require.Zero(t, again.Version, "a charged payment is not charged again")
@@ -143,5 +156,10 @@ func TestPaymentDefaultGateway(t *testing.T) {
 	d := newApp(t, nil)
 	_, err := d.Dispatcher.Dispatch(context.Background(), payment.ChargePayment{OrderID: "o-1", AmountCents: 1})
 	require.NoError(t, err)
-	require.Equal(t, []any{payment.PaymentCharged{OrderID: "o-1", ChargeID: "ch_000001", AmountCents: 1}}, events(t, d, "o-1"))
+	evs := events(t, d, "o-1")
+	require.Len(t, evs, 1)
+	charged, ok := evs[0].(payment.PaymentCharged)
+	require.True(t, ok, "%#v", evs[0])
+	require.Regexp(t, `^ch_[0-9a-f-]{36}$`, charged.ChargeID)
+	require.Equal(t, payment.PaymentCharged{OrderID: "o-1", ChargeID: charged.ChargeID, AmountCents: 1}, charged)
 }

@@ -37,18 +37,24 @@ func refund(gw payment.Gateway) func(*payment.Payment) error {
 }
 
 func TestCharge(t *testing.T) {
-	gw := &payment.SimulatedGateway{}
-	forOrder(t).When(charge(gw, 1200)).Then(charged)
-	check(t, gw.Totals() == payment.Totals{Calls: 1, Charges: 1, ChargedCents: 1200}, "totals %+v", gw.Totals())
+	gw := newGateway(t, &payment.SimulatedGateway{})
+	// The gateway's charge IDs are random: ask it first for o-1's, which
+	// the payment's own call then gets again (the key is the order ID).
+	id, err := gw.Charge(context.Background(), "o-1", 1200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forOrder(t).When(charge(gw, 1200)).Then(payment.PaymentCharged{OrderID: "o-1", ChargeID: id, AmountCents: 1200})
+	check(t, gw.Totals() == payment.Totals{Calls: 2, Charges: 1, ChargedCents: 1200}, "totals %+v", gw.Totals())
 
-	declining := &payment.SimulatedGateway{FailureRate: 1}
+	declining := newGateway(t, &payment.SimulatedGateway{FailureRate: 1})
 	forOrder(t).When(charge(declining, 1200)).Then(failed)
 
 	// Once charged or failed, a payment is settled: no second call.
 	forOrder(t).Given(charged).When(charge(declining, 1200)).ThenNothing()
 	forOrder(t).Given(failed).When(charge(gw, 1200)).ThenNothing()
 	forOrder(t).Given(charged, refunded).When(charge(gw, 1200)).ThenNothing()
-	check(t, declining.Totals().Calls == 1 && gw.Totals().Calls == 1, "a settled payment called the gateway")
+	check(t, declining.Totals().Calls == 1 && gw.Totals().Calls == 2, "a settled payment called the gateway")
 
 	// A free order needs no charge.
 	forOrder(t).When(charge(declining, 0)).Then(payment.PaymentCharged{OrderID: "o-1"})
@@ -59,7 +65,7 @@ func TestCharge(t *testing.T) {
 func TestChargeGatewayFailure(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	gw := &payment.SimulatedGateway{}
+	gw := newGateway(t, &payment.SimulatedGateway{})
 	forOrder(t).
 		When(func(p *payment.Payment) error { return p.Charge(ctx, gw, 1200) }).
 		ThenError(context.Canceled)
@@ -67,10 +73,13 @@ func TestChargeGatewayFailure(t *testing.T) {
 
 func TestRefund(t *testing.T) {
 	ctx := context.Background()
-	gw := &payment.SimulatedGateway{}
-	if _, err := gw.Charge(ctx, "o-1", 1200); err != nil {
+	gw := newGateway(t, &payment.SimulatedGateway{})
+	id, err := gw.Charge(ctx, "o-1", 1200)
+	if err != nil {
 		t.Fatal(err)
 	}
+	charged := payment.PaymentCharged{OrderID: "o-1", ChargeID: id, AmountCents: 1200}
+	refunded := payment.PaymentRefunded{OrderID: "o-1", ChargeID: id, AmountCents: 1200}
 	forOrder(t).Given(charged).When(refund(gw)).Then(refunded)
 	check(t, gw.Charges()["o-1"].Refunds == 1, "the gateway did not refund: %+v", gw.Charges())
 
