@@ -98,15 +98,23 @@ func newQueries(schema string) queries {
 		claim: r.Replace(`WITH claimed AS (
 				UPDATE {s}.saga_outbox o SET claimed_until = now() + $3 * interval '1 microsecond', attempts = o.attempts + 1
 				WHERE o.id IN (
-					SELECT p.id FROM {s}.saga_outbox p
-					WHERE p.status = 'pending' AND p.next_attempt_at <= now()
+					SELECT p.id FROM (
+						-- The head of each instance's queue, in one ordered
+						-- scan of the pending index: no per-row look-up whose
+						-- plan goes wrong when the table's statistics lag.
+						SELECT DISTINCT ON (h.saga, h.instance_id) h.id, h.next_attempt_at, h.claimed_until
+						FROM {s}.saga_outbox h
+						WHERE h.status = 'pending' AND h.saga = ANY($1)
+						ORDER BY h.saga, h.instance_id, h.id) head
+					JOIN {s}.saga_outbox p ON p.id = head.id
+					WHERE head.next_attempt_at <= now()
+					  AND (head.claimed_until IS NULL OR head.claimed_until < now())
+					  -- Again on p: a row another relay claimed meanwhile is
+					  -- re-checked against these after its lock is taken.
+					  AND p.status = 'pending' AND p.next_attempt_at <= now()
 					  AND (p.claimed_until IS NULL OR p.claimed_until < now())
-					  AND p.saga = ANY($1)
-					  AND NOT EXISTS (SELECT 1 FROM {s}.saga_outbox q
-						WHERE q.saga = p.saga AND q.instance_id = p.instance_id
-						  AND q.status = 'pending' AND q.id < p.id)
 					ORDER BY p.id LIMIT $2
-					FOR UPDATE SKIP LOCKED)
+					FOR UPDATE OF p SKIP LOCKED)
 				RETURNING o.id, o.saga, o.instance_id, o.command_id, o.command_type, o.payload, o.correlation_id, o.causation_id, o.attempts),
 			started AS (
 				UPDATE {s}.saga_timeouts t SET due_at = now() + t.delay_us * interval '1 microsecond'

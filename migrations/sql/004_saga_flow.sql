@@ -21,3 +21,11 @@ ALTER TABLE {{.schema}}.saga_timeouts ALTER COLUMN due_at DROP NOT NULL;
 ALTER TABLE {{.schema}}.saga_timeouts
     ADD COLUMN after_command_id text,
     ADD COLUMN delay_us bigint;
+
+-- The relay claims the head of each instance's queue of pending commands:
+-- one ordered scan of this index (it replaces saga_outbox_pending_idx, whose
+-- anti-join plan degraded badly when the table's statistics lagged behind
+-- a burst).
+CREATE INDEX saga_outbox_pending_instance_idx ON {{.schema}}.saga_outbox (saga, instance_id, id)
+    WHERE status = 'pending';
+DROP INDEX {{.schema}}.saga_outbox_pending_idx;
