@@ -24,11 +24,12 @@ build:
 test:
 	$(WITH_PG) $(GO) test -race -count=1 -timeout 12m ./...
 
-## lint: formatting, go vet and staticcheck.
+## lint: formatting, go vet, staticcheck and a tidy go.mod/go.sum.
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	$(GO) mod tidy -diff
 
 ## bench: the benchmarks behind docs/benchmarks.md. The projection
 ## benchmarks rebuild 1,000,000 events per run and the sample system's push
