@@ -67,7 +67,11 @@ func (a *app) statusCmd() *cobra.Command {
 		Long: "Show one projection, or all of them: registered in this application or known to the database.\n\n" +
 			"--json prints the projection.Status fields: one object for NAME, else an array.\n" +
 			"Lag counts the events of the projection's types between its checkpoint and the head;\n" +
-			"for a projection not registered here it counts every event.",
+			"for a projection not registered here it counts every event (lag_types_unknown), since only\n" +
+			"the application's own binary knows the projection's types: the framework's cairn binary\n" +
+			"reports more lag than the application's for a projection that handles some types only.\n" +
+			"RUNNER is the session holding the projection's leader lock, the process applying it now;\n" +
+			"none means no process applies it, whatever its state says.",
 		Args: nArgs(0, 1, "NAME"),
 		RunE: a.action(func(ctx context.Context, cmd *cobra.Command, args []string) error {
 			s, err := a.openManager(ctx, cmd, slog.LevelWarn)
@@ -79,7 +83,7 @@ func (a *app) statusCmd() *cobra.Command {
 			if len(args) == 1 {
 				st, err := s.mgr.Status(ctx, args[0])
 				if err != nil {
-					return err
+					return unknownProjection(ctx, s.mgr, err, false)
 				}
 				if asJSON {
 					return writeJSON(cmd.OutOrStdout(), st)
@@ -105,13 +109,11 @@ func printStatus(w io.Writer, all []projection.Status, hasSetup bool) error {
 		_, err := fmt.Fprintln(w, "no projections")
 		return err
 	}
-	t := newTable(w, "NAME", "STATE", "VERSION", "CHECKPOINT", "HEAD", "LAG", "DEAD LETTERS", "LAST APPLIED")
-	unregistered := false
+	t := newTable(w, "NAME", "STATE", "VERSION", "CHECKPOINT", "HEAD", "LAG", "DEAD LETTERS", "LAST APPLIED", "RUNNER")
 	for _, st := range all {
 		name := st.Name
-		if !st.Registered && hasSetup {
+		if st.LagTypesUnknown && hasSetup {
 			name += " *"
-			unregistered = true
 		}
 		lag := strconv.FormatInt(st.Lag, 10)
 		if st.LagCapped {
@@ -121,15 +123,17 @@ func printStatus(w io.Writer, all []projection.Status, hasSetup bool) error {
 		if st.LastAppliedAt != nil {
 			last = ago(time.Duration(st.SinceLastApplied * float64(time.Second)))
 		}
+		runner := "none"
+		if st.Runner != nil {
+			runner = st.Runner.String()
+		}
 		t.row(name, string(st.State), strconv.Itoa(st.Version), st.Checkpoint.String(), st.Head.String(), lag,
-			strconv.FormatInt(st.DeadLetters, 10), last)
+			strconv.FormatInt(st.DeadLetters, 10), last, runner)
 	}
 	if err := t.flush(); err != nil {
 		return err
 	}
-	if unregistered {
-		fmt.Fprintln(w, "* not registered in this application: lag counts every event")
-	}
+	printStatusNotes(w, all, hasSetup)
 	for _, st := range all {
 		if st.Error == "" {
 			continue
@@ -141,6 +145,61 @@ func printStatus(w io.Writer, all []projection.Status, hasSetup bool) error {
 		fmt.Fprintf(w, "\n%s %s%s: %s\n", st.Name, st.State, at, st.Error)
 	}
 	return nil
+}
+
+// printStatusNotes explains what the table alone would mislead about: a
+// lag counted over every event, and a projection meant to run that nothing
+// runs.
+func printStatusNotes(w io.Writer, all []projection.Status, hasSetup bool) {
+	var unknownTypes, idle []string
+	for _, st := range all {
+		if st.LagTypesUnknown {
+			unknownTypes = append(unknownTypes, st.Name)
+		}
+		if st.Runner == nil && (st.State == projection.Running || st.State == "new") {
+			idle = append(idle, st.Name)
+		}
+	}
+	switch {
+	case len(unknownTypes) == 0:
+	case hasSetup:
+		fmt.Fprintln(w, "* not registered in this application: lag counts every event after the checkpoint, not only the projection's types, which this binary does not know")
+	default:
+		fmt.Fprintln(w, "lag counts every event after each checkpoint: this binary registers no projections, so it does not know their event types;\n"+
+			"the application's own 'projection status' counts only each projection's types, and reports less lag for a projection that handles some types only")
+	}
+	if len(idle) > 0 {
+		its := "their"
+		if len(idle) == 1 {
+			its = "its"
+		}
+		fmt.Fprintf(w, "no runner holds %s: nothing applies %s events until a process running the projections starts\n",
+			strings.Join(idle, ", "), its)
+	}
+}
+
+// unknownProjection adds the valid names to an unknown projection's error,
+// so that its message holds the fix for a typo; any other error is returned
+// as it is. registered limits the names to the projections this binary
+// registers, for the commands that need their code.
+func unknownProjection(ctx context.Context, mgr *projection.Manager, err error, registered bool) error {
+	if !errors.Is(err, projection.ErrUnknownProjection) {
+		return err
+	}
+	if registered {
+		if names := mgr.Names(); len(names) > 0 {
+			return fmt.Errorf("%w; projections registered in this application: %s", err, strings.Join(names, ", "))
+		}
+		return fmt.Errorf("%w; this application registers no projections", err)
+	}
+	names, lerr := mgr.KnownNames(ctx)
+	switch {
+	case lerr != nil:
+		return fmt.Errorf("%w (listing the known projections failed too: %w)", err, lerr)
+	case len(names) == 0:
+		return fmt.Errorf("%w; no projection is registered in this application or known to the database", err)
+	}
+	return fmt.Errorf("%w; known projections: %s", err, strings.Join(names, ", "))
 }
 
 func (a *app) pauseCmd(pause bool) *cobra.Command {
@@ -164,7 +223,7 @@ func (a *app) pauseCmd(pause bool) *cobra.Command {
 				err = s.mgr.Resume(ctx, args[0])
 			}
 			if err != nil {
-				return err
+				return unknownProjection(ctx, s.mgr, err, false)
 			}
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", done, args[0])
 			return err
@@ -186,7 +245,7 @@ func (a *app) deadLettersCmd() *cobra.Command {
 			}
 			defer s.close()
 			if _, err := s.mgr.Status(ctx, args[0]); err != nil { // unknown projection
-				return err
+				return unknownProjection(ctx, s.mgr, err, false)
 			}
 			letters, err := s.mgr.DeadLetters(ctx, args[0])
 			if err != nil {
@@ -246,6 +305,7 @@ func (a *app) retryCmd() *cobra.Command {
 			}
 			defer s.close()
 			n, err := s.mgr.Retry(ctx, name, ids...)
+			err = unknownProjection(ctx, s.mgr, err, true)
 			if err != nil && n > 0 {
 				return fmt.Errorf("retried %s of %s, then: %w", plural(int64(n), "dead letter", "dead letters"), name, err)
 			}
@@ -275,7 +335,7 @@ func (a *app) resetCmd() *cobra.Command {
 			}
 			defer s.close()
 			if err := s.mgr.Reset(ctx, args[0]); err != nil {
-				return err
+				return unknownProjection(ctx, s.mgr, err, true)
 			}
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "reset %s: the model is empty and replays from the start of the log\n", args[0])
 			return err
@@ -340,7 +400,7 @@ func (a *app) rebuildCmd() *cobra.Command {
 			}
 			defer s.close()
 			if _, err := s.mgr.Projector(name); err != nil {
-				return err
+				return unknownProjection(ctx, s.mgr, err, true)
 			}
 			prog, err := newProgress(cmd, name, progressMode, interval)
 			if err != nil {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -245,11 +244,6 @@ func resultOf(id string, ar eventstore.AppendResult, dup bool) Result {
 		res.Events = ar.Version - ar.FirstVersion + 1
 	}
 	return res
-}
-
-// isRejection reports errors that are the command's fault, not the system's.
-func isRejection(err error) bool {
-	return errors.Is(err, ErrInvalidCommand) || errors.Is(err, ErrUnknownCommand) || errors.Is(err, eventstore.ErrIdempotencyKeyReused)
 }
 
 // Decode returns the command of the registered type named typeName decoded

@@ -8,14 +8,27 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/cairn-es/cairn/aggregate"
 	"github.com/cairn-es/cairn/eventstore"
 )
 
 // Logging logs one record per command with logger: its ID, type and
 // correlation ID, the outcome, the duration and, on success, the stream and
-// version written. Outcomes are "ok" and "duplicate" (level Info),
-// "rejected" (invalid, unknown or a reused ID), "conflict" and "canceled"
-// (Warn), and "error" (Error).
+// version written. The outcome names what happened, with the same words as
+// the server's command metrics:
+//
+//   - Info: "ok", "duplicate" (a resubmission answered from the command
+//     log), and the refusals that are ordinary business answers to the
+//     client: "invalid" (validation failed), "rejected" (a domain rule said
+//     no, command.Reject) and "not_found" (a command for an aggregate that
+//     does not exist). They are the client's to act on, not the operator's.
+//   - Warn: what an operator may want to look at without being paged:
+//     "conflict" (still contended after Retry's attempts), "overloaded"
+//     (refused for backpressure), "idempotency_key_reused" (a client sent a
+//     different command under a used ID), "unknown_command" (no handler:
+//     a deployment out of step) and "canceled" (the caller gave up or the
+//     deadline passed).
+//   - Error: "error", every other failure: the system's fault.
 func Logging(logger *slog.Logger) Middleware {
 	return func(next Handler) Handler {
 		return func(ctx context.Context, env Envelope) (Result, error) {
@@ -29,20 +42,7 @@ func Logging(logger *slog.Logger) Middleware {
 			if env.CausationID != "" {
 				attrs = append(attrs, slog.String("causation_id", env.CausationID))
 			}
-			level, outcome := slog.LevelInfo, "ok"
-			switch {
-			case err == nil && res.Duplicate:
-				outcome = "duplicate"
-			case err == nil:
-			case isRejection(err):
-				level, outcome = slog.LevelWarn, "rejected"
-			case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-				level, outcome = slog.LevelWarn, "canceled"
-			case errors.Is(err, eventstore.ErrConcurrency):
-				level, outcome = slog.LevelWarn, "conflict"
-			default:
-				level, outcome = slog.LevelError, "error"
-			}
+			level, outcome := outcomeOf(res, err)
 			attrs = append(attrs, slog.String("outcome", outcome), slog.Duration("duration", time.Since(start)))
 			if err != nil {
 				attrs = append(attrs, slog.Any("error", err))
@@ -53,6 +53,45 @@ func Logging(logger *slog.Logger) Middleware {
 			return res, err
 		}
 	}
+}
+
+// outcomes classify failures for Logging, first match wins. The order
+// matters where one error matches several: a domain refusal that mentions a
+// missing aggregate is the domain's answer, and a conflict cut short by the
+// caller's deadline is a cancellation.
+var outcomes = []struct {
+	sentinels []error
+	level     slog.Level
+	outcome   string
+}{
+	{[]error{ErrInvalidCommand}, slog.LevelInfo, "invalid"},
+	{[]error{ErrRejected}, slog.LevelInfo, "rejected"},
+	// aggregate.NotFoundError matches both; a handler may report a missing
+	// stream it read itself with the store's error alone.
+	{[]error{aggregate.ErrNotFound, eventstore.ErrStreamNotFound}, slog.LevelInfo, "not_found"},
+	{[]error{context.Canceled, context.DeadlineExceeded}, slog.LevelWarn, "canceled"},
+	{[]error{eventstore.ErrConcurrency}, slog.LevelWarn, "conflict"},
+	{[]error{ErrOverloaded}, slog.LevelWarn, "overloaded"},
+	{[]error{eventstore.ErrIdempotencyKeyReused}, slog.LevelWarn, "idempotency_key_reused"},
+	{[]error{ErrUnknownCommand}, slog.LevelWarn, "unknown_command"},
+}
+
+// outcomeOf is the level and outcome word Logging logs a command with.
+func outcomeOf(res Result, err error) (slog.Level, string) {
+	switch {
+	case err == nil && res.Duplicate:
+		return slog.LevelInfo, "duplicate"
+	case err == nil:
+		return slog.LevelInfo, "ok"
+	}
+	for _, o := range outcomes {
+		for _, s := range o.sentinels {
+			if errors.Is(err, s) {
+				return o.level, o.outcome
+			}
+		}
+	}
+	return slog.LevelError, "error"
 }
 
 // Validator is implemented by commands that can check themselves.

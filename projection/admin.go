@@ -29,8 +29,19 @@ type Status struct {
 	Head       eventstore.Position `json:"head"`
 	// Lag is the number of events of the projection's types between its
 	// checkpoint and the head (at most LagCap; LagCapped says it was cut).
-	Lag       int64 `json:"lag_events"`
-	LagCapped bool  `json:"lag_capped,omitempty"`
+	// LagTypesUnknown: the projection is not registered in this process,
+	// whose Manager therefore does not know its event types, and Lag counts
+	// every event after the checkpoint: an upper bound, larger than what the
+	// application's own binary reports when the projection handles some
+	// types only.
+	Lag             int64 `json:"lag_events"`
+	LagCapped       bool  `json:"lag_capped,omitempty"`
+	LagTypesUnknown bool  `json:"lag_types_unknown,omitempty"`
+	// Runner is the session holding the projection's leader lock: the
+	// process applying it now. Nil when none does, whatever State says
+	// (State is what the projection should do, Runner whether anything
+	// does it).
+	Runner *Runner `json:"runner"`
 	// SinceLastApplied is the time since the projection last applied an
 	// event (zero when it never has).
 	LastAppliedAt    *time.Time           `json:"last_applied_at,omitempty"`
@@ -42,13 +53,39 @@ type Status struct {
 	FailedPosition   *eventstore.Position `json:"failed_position,omitempty"`
 }
 
+// Runner describes the database session of a projection's runner, from
+// pg_stat_activity. The application name is the connection's own or, when
+// it has none, "cairn runner pid PID on HOST"; PostgreSQL shows a session's
+// details other than its PID only to its own role, a superuser or
+// pg_read_all_stats.
+type Runner struct {
+	BackendPID  int32      `json:"backend_pid"`
+	Application string     `json:"application_name,omitempty"`
+	ClientAddr  string     `json:"client_addr,omitempty"`
+	Since       *time.Time `json:"since,omitempty"` // the session's start
+}
+
+// String is how status output shows the runner.
+func (r *Runner) String() string {
+	s := fmt.Sprintf("backend %d", r.BackendPID)
+	if r.Application != "" {
+		s = r.Application + " (" + s + ")"
+	}
+	if r.ClientAddr != "" {
+		s += " from " + r.ClientAddr
+	}
+	return s
+}
+
 // Status reports one projection, registered or only known to the database
-// (for a projection of another application, the lag counts every event).
+// (for a projection of another application, the lag counts every event:
+// LagTypesUnknown).
 func (m *Manager) Status(ctx context.Context, name string) (Status, error) {
-	st := Status{Name: name}
+	st := Status{Name: name, LagTypesUnknown: true}
 	var types []string
 	if r, err := m.lookup(name); err == nil {
 		st.Registered, st.Policy, types = true, r.policy.String(), r.p.EventTypes()
+		st.LagTypesUnknown = false
 	}
 	var errText *string
 	var failedTx *uint64
@@ -89,12 +126,39 @@ func (m *Manager) Status(ctx context.Context, name string) (Status, error) {
 	if err := m.pool.QueryRow(ctx, m.q.countDeadLetters, name).Scan(&st.DeadLetters); err != nil {
 		return st, err
 	}
+	if st.Runner, err = m.runner(ctx, name); err != nil {
+		return st, fmt.Errorf("projection %s: looking for its runner: %w", name, err)
+	}
 	return st, nil
 }
 
-// StatusAll reports every registered projection and every projection the
-// database knows, sorted by name.
-func (m *Manager) StatusAll(ctx context.Context) ([]Status, error) {
+// runnerQuery finds the session holding a leader lock: an advisory lock on
+// one bigint key shows in pg_locks as its high and low 32 bits (classid,
+// objid) with objsubid 1.
+const runnerQuery = `
+	SELECT l.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), ''), a.backend_start
+	FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+	WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+	  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+	  AND l.classid = ((hashtextextended($1, 0) >> 32) & 4294967295)::oid
+	  AND l.objid = (hashtextextended($1, 0) & 4294967295)::oid`
+
+// runner returns the session holding the projection's leader lock, or nil.
+func (m *Manager) runner(ctx context.Context, name string) (*Runner, error) {
+	var r Runner
+	err := m.pool.QueryRow(ctx, runnerQuery, lockKey("leader", m.schema, name)).Scan(&r.BackendPID, &r.Application, &r.ClientAddr, &r.Since)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// KnownNames returns the names of the registered projections and of those
+// the database knows, sorted: every name Status accepts.
+func (m *Manager) KnownNames(ctx context.Context) ([]string, error) {
 	names := m.Names()
 	rows, err := m.pool.Query(ctx, "SELECT name FROM "+m.schema+".projections")
 	if err != nil {
@@ -110,6 +174,16 @@ func (m *Manager) StatusAll(ctx context.Context) ([]Status, error) {
 		}
 	}
 	slices.Sort(names)
+	return names, nil
+}
+
+// StatusAll reports every registered projection and every projection the
+// database knows, sorted by name.
+func (m *Manager) StatusAll(ctx context.Context) ([]Status, error) {
+	names, err := m.KnownNames(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]Status, 0, len(names))
 	for _, n := range names {
 		st, err := m.Status(ctx, n)

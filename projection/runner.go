@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/internal/pgerr"
 )
 
 // Run is the projection daemon: it applies every registered projection
@@ -33,43 +36,110 @@ func (m *Manager) Run(ctx context.Context) error {
 }
 
 // runProjection competes for the projection's leader lock and, holding it,
-// leads; it returns when ctx ends.
+// leads; it returns when ctx ends. A failure (the database down, the
+// leader's connection cut) is retried every Config.LeaderRetry, and logged
+// when it starts, now and then while it lasts, and when it is over.
 func (m *Manager) runProjection(ctx context.Context, r *registered) {
 	log := m.log.With("projection", r.p.Name())
-	backoff := m.cfg.LeaderRetry
+	var down outage
 	for ctx.Err() == nil {
-		conn, err := pgx.ConnectConfig(ctx, m.pool.Config().ConnConfig.Copy())
-		if err != nil {
-			if ctx.Err() == nil {
-				log.Warn("cairn: connecting projection runner failed", "error", err)
-			}
-			_ = sleep(ctx, backoff)
-			continue
-		}
-		var leader bool
-		err = conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", lockKey("leader", m.schema, r.p.Name())).Scan(&leader)
-		if err == nil && leader {
-			log.Info("cairn: projection runner took the lead")
-			err = m.lead(ctx, conn, r)
-		}
-		// Closing the connection releases the leader lock.
-		_ = conn.Close(context.Background())
+		err := m.tryLead(ctx, r, log, &down)
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
-			log.Warn("cairn: projection runner stopped; retrying", "error", err)
+			down.failed(log, err, m.cfg.LeaderRetry)
 		}
-		_ = sleep(ctx, backoff)
+		_ = sleep(ctx, m.cfg.LeaderRetry)
 	}
 }
 
-// lead applies the projection while holding its leader lock on conn.
-func (m *Manager) lead(ctx context.Context, conn *pgx.Conn, r *registered) error {
+// tryLead connects, takes the leader lock if it is free and leads until ctx
+// ends or something fails; it returns nil when another runner leads.
+func (m *Manager) tryLead(ctx context.Context, r *registered, log *slog.Logger, down *outage) error {
+	conn, err := pgx.ConnectConfig(ctx, m.runnerConnConfig())
+	if err != nil {
+		return fmt.Errorf("connecting: %w", err)
+	}
+	// Closing the connection releases the leader lock.
+	defer func() { _ = conn.Close(context.Background()) }()
+	var leader bool
+	err = conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", lockKey("leader", m.schema, r.p.Name())).Scan(&leader)
+	if err != nil {
+		return err
+	}
+	if !leader {
+		down.recovered(log, "standing by: another runner leads")
+		return nil
+	}
+	log.Info("cairn: projection runner took the lead")
+	return m.lead(ctx, conn, r, func() { down.recovered(log, "leading") })
+}
+
+// runnerConnConfig is the pool's connection configuration for a leader
+// connection. Without an application_name of the application's own, the
+// connection is named after this process, which is what projection status
+// shows as the runner holding the lock.
+func (m *Manager) runnerConnConfig() *pgx.ConnConfig {
+	cfg := m.pool.Config().ConnConfig.Copy()
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	if cfg.RuntimeParams["application_name"] == "" {
+		host, _ := os.Hostname()
+		cfg.RuntimeParams["application_name"] = fmt.Sprintf("cairn runner pid %d on %s", os.Getpid(), host)
+	}
+	return cfg
+}
+
+// outage is a runner's failures in a row.
+type outage struct {
+	since    time.Time // of the first failure; zero when all is well
+	attempts int
+	logged   time.Time
+	lastErr  string
+}
+
+// outageLogEvery spaces the reminders that a runner is still failing.
+const outageLogEvery = time.Minute
+
+// failed records one failed attempt. A retry every second would log a line
+// a second: the first failure, a new error and a reminder a minute are
+// warnings, the rest debug.
+func (o *outage) failed(log *slog.Logger, err error, retry time.Duration) {
+	now := time.Now()
+	o.attempts++
+	switch {
+	case o.since.IsZero():
+		o.since = now
+		log.Warn("cairn: projection runner interrupted; retrying", "error", err, "retry_every", retry)
+	case err.Error() != o.lastErr || now.Sub(o.logged) >= outageLogEvery:
+		log.Warn("cairn: projection runner still retrying", "error", err, "down_for", now.Sub(o.since).Round(time.Millisecond), "failed_attempts", o.attempts)
+	default:
+		log.Debug("cairn: projection runner retry failed", "error", err, "failed_attempts", o.attempts)
+		return
+	}
+	o.logged, o.lastErr = now, err.Error()
+}
+
+// recovered ends an outage, if there is one: the runner leads again (or
+// stands by behind a runner that does).
+func (o *outage) recovered(log *slog.Logger, role string) {
+	if o.since.IsZero() {
+		return
+	}
+	log.Info("cairn: projection runner recovered", "role", role, "down_for", time.Since(o.since).Round(time.Millisecond), "failed_attempts", o.attempts)
+	*o = outage{}
+}
+
+// lead applies the projection while holding its leader lock on conn; up is
+// called once the model is ready and the runner about to apply events.
+func (m *Manager) lead(ctx context.Context, conn *pgx.Conn, r *registered, up func()) error {
 	p := r.p
 	if err := m.prepare(ctx, conn, p); err != nil {
 		return err
 	}
+	up()
 	for ctx.Err() == nil {
 		running, err := m.waitRunning(ctx, conn, p.Name())
 		if err != nil || !running {
@@ -119,8 +189,11 @@ func (m *Manager) prepare(ctx context.Context, conn *pgx.Conn, p Projector) erro
 	return nil
 }
 
-// waitRunning blocks while the projection is paused or failed.
+// waitRunning blocks while the projection is paused or failed, logging
+// when it starts waiting and when it is resumed.
 func (m *Manager) waitRunning(ctx context.Context, conn *pgx.Conn, name string) (bool, error) {
+	var waiting State
+	var since time.Time
 	for {
 		var state State
 		if err := conn.QueryRow(ctx, m.q.state, name).Scan(&state); err != nil {
@@ -130,7 +203,14 @@ func (m *Manager) waitRunning(ctx context.Context, conn *pgx.Conn, name string) 
 			return false, err
 		}
 		if state == Running {
+			if waiting != "" {
+				m.log.Info("cairn: projection resumed", "projection", name, "was", waiting, "for", time.Since(since).Round(time.Millisecond))
+			}
 			return true, nil
+		}
+		if state != waiting {
+			m.log.Info("cairn: projection not running; waiting for resume", "projection", name, "state", state)
+			waiting, since = state, time.Now()
 		}
 		if sleep(ctx, 250*time.Millisecond) != nil {
 			return false, nil
@@ -199,37 +279,81 @@ func (m *Manager) isRunning(ctx context.Context, conn *pgx.Conn, name string) (b
 // applies the batch's events one at a time, each with the retry policy, so
 // that the events before the failing one commit and only that one meets the
 // failure policy. The batch itself is tried once: retrying it too would
-// attempt a failing event twice Retry.MaxAttempts times.
+// attempt a failing event twice Retry.MaxAttempts times. A failure of the
+// database rather than of the event ends the leadership (errUnavailable).
 func (m *Manager) applyWithPolicy(ctx context.Context, conn *pgx.Conn, r *registered, pos eventstore.Position, batch []eventstore.RecordedEvent) error {
 	if len(batch) > 1 {
 		err := m.applyTx(ctx, conn, r.p, r.p.Name(), true, m.pipelines(r.p, len(batch)), pos, batch)
 		if err == nil || isControl(err) || ctx.Err() != nil {
 			return err
 		}
+		if unavailable(conn, err) {
+			return fmt.Errorf("%w: %w", errUnavailable, err)
+		}
 		m.log.Warn("cairn: batch failed; applying its events one by one", "projection", r.p.Name(), "error", err)
 	}
 	for _, e := range batch {
-		attempts := 0
-		var firstFailed time.Time
-		err := m.retry(ctx, func() error {
-			attempts++
-			err := m.applyTx(ctx, conn, r.p, r.p.Name(), true, false, pos, []eventstore.RecordedEvent{e})
-			if err != nil && firstFailed.IsZero() {
-				firstFailed = time.Now()
-			}
+		if err := m.applyOne(ctx, conn, r, pos, e); err != nil {
 			return err
-		})
-		if isControl(err) || ctx.Err() != nil {
-			return err
-		}
-		if err != nil {
-			if err := m.giveUp(ctx, conn, r, pos, e, attempts, time.Since(firstFailed), err); err != nil {
-				return err
-			}
 		}
 		pos = e.Position
 	}
 	return nil
+}
+
+// applyOne applies one event with the retry policy, then, if it still
+// fails, its failure policy; nil means applied or dead-lettered.
+func (m *Manager) applyOne(ctx context.Context, conn *pgx.Conn, r *registered, pos eventstore.Position, e eventstore.RecordedEvent) error {
+	attempts := 0
+	var firstFailed time.Time
+	err := m.retry(ctx, func() error {
+		attempts++
+		err := m.applyTx(ctx, conn, r.p, r.p.Name(), true, false, pos, []eventstore.RecordedEvent{e})
+		switch {
+		case err == nil, isControl(err), ctx.Err() != nil:
+			return err
+		case unavailable(conn, err):
+			return fmt.Errorf("%w: %w", errUnavailable, err)
+		}
+		if firstFailed.IsZero() {
+			firstFailed = time.Now()
+			if m.cfg.Retry.MaxAttempts > 1 {
+				m.log.Warn("cairn: applying an event failed; retrying", "projection", r.p.Name(), "event", describe(e),
+					"max_attempts", m.cfg.Retry.MaxAttempts, "error", err)
+			}
+		}
+		return err
+	})
+	switch {
+	case err == nil:
+		if attempts > 1 {
+			m.log.Info("cairn: event applied after retrying", "projection", r.p.Name(), "event", describe(e),
+				"attempts", attempts, "failing_for", time.Since(firstFailed).Round(time.Millisecond))
+		}
+		return nil
+	case isControl(err), ctx.Err() != nil, errors.Is(err, errUnavailable):
+		return err
+	}
+	return m.giveUp(ctx, conn, r, pos, e, attempts, time.Since(firstFailed), err)
+}
+
+// describe names an event in logs: type, stream@version and position.
+func describe(e eventstore.RecordedEvent) string {
+	return fmt.Sprintf("%s %s@%d (position %s)", e.Type, e.StreamID, e.Version, e.Position)
+}
+
+// errUnavailable: the database or the leader's connection failed, not the
+// projector. No failure policy applies: an outage must neither stop a
+// projection nor dead-letter good events. The runner reconnects and goes
+// on from the checkpoint, retrying the event.
+var errUnavailable = errors.New("projection: database unavailable")
+
+// unavailable tells a failure of the database or of the leader's connection
+// from a failure of the event. A closed connection counts whatever the
+// error says: it took the leader lock with it, so nothing more may be
+// written as leader.
+func unavailable(conn *pgx.Conn, err error) bool {
+	return conn.IsClosed() || pgerr.Transient(err)
 }
 
 // isControl tells the errors that are not failures of the event.
@@ -237,12 +361,13 @@ func isControl(err error) bool {
 	return errors.Is(err, errMoved) || errors.Is(err, errNotRunning)
 }
 
-// retry runs fn up to the retry policy's attempts, with backoff.
+// retry runs fn up to the retry policy's attempts, with backoff; a control
+// error or an unavailable database ends it at once.
 func (m *Manager) retry(ctx context.Context, fn func() error) error {
 	var err error
 	for attempt := 1; ; attempt++ {
 		err = fn()
-		if err == nil || isControl(err) || attempt >= m.cfg.Retry.MaxAttempts {
+		if err == nil || isControl(err) || errors.Is(err, errUnavailable) || attempt >= m.cfg.Retry.MaxAttempts {
 			return err
 		}
 		if sleep(ctx, m.cfg.Retry.delay(attempt)) != nil {
@@ -252,42 +377,54 @@ func (m *Manager) retry(ctx context.Context, fn func() error) error {
 }
 
 // giveUp applies the failure policy to an event that kept failing; since is
-// the time since its first failed attempt.
+// the time since its first failed attempt. It logs what it did only once
+// that is recorded: when recording fails (the database went away), the
+// runner retries the event after reconnecting instead.
 func (m *Manager) giveUp(ctx context.Context, conn *pgx.Conn, r *registered, pos eventstore.Position, e eventstore.RecordedEvent, attempts int, since time.Duration, cause error) error {
 	p := r.p
 	failure := &ApplyError{Projection: p.Name(), Event: e, Attempts: attempts, Err: cause}
 	if r.policy == PolicyDeadLetter {
-		m.log.Error("cairn: event dead-lettered", "projection", p.Name(), "error", failure)
-		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if err := writeLock(ctx, tx, m.schema, p.Name()); err != nil {
-				return err
-			}
-			if err := useSchema(ctx, tx, p.Name()); err != nil {
-				return err
-			}
-			cp, ok, err := readCheckpoint(ctx, tx, p.Name(), true)
-			if err != nil {
-				return err
-			}
-			if !ok || cp.Position != pos {
-				return errMoved
-			}
-			if _, err := tx.Exec(ctx, m.q.deadLetter, p.Name(), e.ID, e.StreamID, e.Version, e.Position.Tx, int64(e.Position.Seq),
-				e.Type, cause.Error(), attempts, since.Microseconds()); err != nil {
-				return err
-			}
-			if err := advance(ctx, tx, []eventstore.RecordedEvent{e}); err != nil {
-				return err
-			}
-			_, err = tx.Exec(ctx, "SELECT pg_notify($1, $2)", m.channel, p.Name())
+		if err := m.deadLetter(ctx, conn, p.Name(), pos, e, attempts, since, cause); err != nil {
 			return err
-		})
+		}
+		m.log.Error("cairn: event dead-lettered", "projection", p.Name(), "error", failure)
+		return nil
 	}
-	m.log.Error("cairn: projection failed and stopped", "projection", p.Name(), "error", failure)
 	if _, err := conn.Exec(ctx, m.q.fail, p.Name(), failure.Error(), e.ID, e.Position.Tx, int64(e.Position.Seq)); err != nil {
-		return err
+		return fmt.Errorf("projection %s: recording that %s failed: %w", p.Name(), describe(e), err)
 	}
+	m.log.Error("cairn: projection failed and stopped", "projection", p.Name(), "error", failure,
+		"then", "fix the projector or the data, then resume the projection")
 	return errNotRunning
+}
+
+// deadLetter records e as a dead letter and moves the checkpoint past it,
+// provided the checkpoint is still pos.
+func (m *Manager) deadLetter(ctx context.Context, conn *pgx.Conn, name string, pos eventstore.Position, e eventstore.RecordedEvent, attempts int, since time.Duration, cause error) error {
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if err := writeLock(ctx, tx, m.schema, name); err != nil {
+			return err
+		}
+		if err := useSchema(ctx, tx, name); err != nil {
+			return err
+		}
+		cp, ok, err := readCheckpoint(ctx, tx, name, true)
+		if err != nil {
+			return err
+		}
+		if !ok || cp.Position != pos {
+			return errMoved
+		}
+		if _, err := tx.Exec(ctx, m.q.deadLetter, name, e.ID, e.StreamID, e.Version, e.Position.Tx, int64(e.Position.Seq),
+			e.Type, cause.Error(), attempts, since.Microseconds()); err != nil {
+			return err
+		}
+		if err := advance(ctx, tx, []eventstore.RecordedEvent{e}); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, "SELECT pg_notify($1, $2)", m.channel, name)
+		return err
+	})
 }
 
 // hasSideEffects tells whether the projection was registered WithSideEffects.
