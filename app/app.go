@@ -22,7 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
+	"net"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -30,6 +30,7 @@ import (
 	"github.com/cairn-es/cairn/command"
 	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/eventstore/postgres"
+	"github.com/cairn-es/cairn/internal/pgconnect"
 	"github.com/cairn-es/cairn/migrations"
 	"github.com/cairn-es/cairn/projection"
 	"github.com/cairn-es/cairn/query"
@@ -38,8 +39,14 @@ import (
 )
 
 // DefaultDatabaseURL is the database used when neither Config.DatabaseURL
-// nor $DATABASE_URL names one.
-const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+// nor $DATABASE_URL names one (the same as cli.DefaultDatabaseURL).
+const DefaultDatabaseURL = pgconnect.DefaultURL
+
+// ErrUnreachable matches (errors.Is) New's error when the database could
+// not be used; the message says why: nothing listening, a refused login, a
+// missing database, a full server, a URL that is not PostgreSQL's, a
+// timeout or TLS. It is cli.ErrUnreachable.
+var ErrUnreachable = pgconnect.ErrUnreachable
 
 // DefaultMaxConns is the size of the connection pool App opens, unless the
 // database URL sets pool_max_conns.
@@ -76,6 +83,10 @@ type Config struct {
 	// DefaultDatabaseURL). Its pool_max_conns sets the pool's size
 	// (default DefaultMaxConns).
 	DatabaseURL string
+	// DatabaseURLFrom says where DatabaseURL came from, for the message of
+	// a failure to connect (say "--database-url"; default
+	// "app.Config.DatabaseURL").
+	DatabaseURLFrom string
 	// Pool, when set, is used instead of opening DatabaseURL; the App
 	// then does not close it.
 	Pool *pgxpool.Pool
@@ -115,29 +126,9 @@ func New(ctx context.Context, cfg Config, modules ...Module) (*App, error) {
 	}
 	a := &App{cfg: cfg, modules: modules, pool: cfg.Pool}
 	if a.pool == nil {
-		url := cfg.DatabaseURL
-		if url == "" {
-			url = os.Getenv("DATABASE_URL")
-		}
-		if url == "" {
-			url = DefaultDatabaseURL
-		}
-		pcfg, err := pgxpool.ParseConfig(url)
+		pool, err := connect(ctx, cfg)
 		if err != nil {
-			return nil, fmt.Errorf("app: the database URL: %w", err)
-		}
-		if !strings.Contains(url, "pool_max_conns") {
-			// pgxpool's default (4 on a 2-core machine) starves a service
-			// whose HTTP handlers, saga relay and projections share it.
-			pcfg.MaxConns = DefaultMaxConns
-		}
-		pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-		if err != nil {
-			return nil, fmt.Errorf("app: opening the database: %w", err)
-		}
-		if err := pool.Ping(ctx); err != nil {
-			pool.Close()
-			return nil, fmt.Errorf("app: PostgreSQL is not reachable: %w", err)
+			return nil, err // it names the problem, the URL and the fix
 		}
 		a.pool, a.ownsPool = pool, true
 	}
@@ -154,6 +145,26 @@ func New(ctx context.Context, cfg Config, modules ...Module) (*App, error) {
 	}
 	a.deps = deps
 	return a, nil
+}
+
+// connect opens the pool on the configured URL and checks that it can be
+// used; its error says what is wrong and where the URL came from.
+func connect(ctx context.Context, cfg Config) (*pgxpool.Pool, error) {
+	from := cfg.DatabaseURLFrom
+	if from == "" {
+		from = "app.Config.DatabaseURL"
+	}
+	target := pgconnect.Resolve(pgconnect.Target{URL: cfg.DatabaseURL, From: from}, pgconnect.Env())
+	pcfg, err := pgconnect.Parse(target)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.Contains(target.URL, "pool_max_conns") {
+		// pgxpool's default (4 on a 2-core machine) starves a service
+		// whose HTTP handlers, saga relay and projections share it.
+		pcfg.MaxConns = DefaultMaxConns
+	}
+	return pgconnect.Open(ctx, target, pcfg)
 }
 
 // assemble builds the components and registers the modules into them.
@@ -216,7 +227,10 @@ func assembleAround(projections *projection.Manager, registry *eventstore.Regist
 	srv, err := server.New(srvCfg,
 		server.WithDispatcher(dispatcher), server.WithQueryBus(bus),
 		server.WithProjections(projections), server.WithStore(store),
-		server.WithMetrics(metrics))
+		server.WithMetrics(metrics),
+		// Command routes refuse new work while the saga backlog is past
+		// its bound (503 with Retry-After), before appending anything.
+		server.WithAdmission(sagas.Admit))
 	if err != nil {
 		return nil, fmt.Errorf("app: %w", err)
 	}
@@ -257,6 +271,11 @@ type RunOptions struct {
 	// NoServer, NoProjections and NoSagas leave that part out, to split
 	// a system over processes.
 	NoServer, NoProjections, NoSagas bool
+	// Listener, when set, is where the server serves, instead of a
+	// listener Run opens on Config.Server.Addr: open it with Listen
+	// before New, so that a busy address fails the start before the
+	// database is touched. Run closes it (also with NoServer).
+	Listener net.Listener
 }
 
 // Run runs the HTTP server, the projection daemon and the saga manager
@@ -291,7 +310,12 @@ func (a *App) RunWith(ctx context.Context, opts RunOptions) error {
 	if !opts.NoSagas {
 		start("sagas", a.deps.Sagas.Run)
 	}
-	if !opts.NoServer {
+	switch {
+	case opts.NoServer && opts.Listener != nil:
+		_ = opts.Listener.Close()
+	case opts.Listener != nil:
+		start("server", func(ctx context.Context) error { return a.deps.Server.Serve(ctx, opts.Listener) })
+	case !opts.NoServer:
 		start("server", a.deps.Server.Run)
 	}
 	var errs []error

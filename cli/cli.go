@@ -55,19 +55,20 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
 	"github.com/cairn-es/cairn/eventstore/postgres"
+	"github.com/cairn-es/cairn/internal/pgconnect"
 	"github.com/cairn-es/cairn/migrations"
 	"github.com/cairn-es/cairn/projection"
 )
 
 // DefaultDatabaseURL is the database used when neither --database-url,
-// $DATABASE_URL nor Config.DatabaseURL names one: a local PostgreSQL.
-const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+// $DATABASE_URL nor Config.DatabaseURL names one: a local PostgreSQL (the
+// same as app.DefaultDatabaseURL).
+const DefaultDatabaseURL = pgconnect.DefaultURL
 
 // Config describes the application embedding the command line. The zero
 // value is the framework's own binary: no projectors, default names.
@@ -109,8 +110,11 @@ var (
 	// ErrModelsDiffer: rebuild --verify found the live model differs from
 	// a fresh rebuild. ExitCode maps it to 3.
 	ErrModelsDiffer = errors.New("the live model differs from a fresh rebuild")
-	// ErrUnreachable: the database did not answer.
-	ErrUnreachable = errors.New("PostgreSQL is not reachable")
+	// ErrUnreachable: the database could not be used. The error's message
+	// says why (nothing listening, a refused login, a missing database, a
+	// full server, a URL that is not PostgreSQL's, a timeout or TLS), the
+	// URL used, its origin and what to do. It is app.ErrUnreachable.
+	ErrUnreachable = pgconnect.ErrUnreachable
 	// ErrNotMigrated: the schema lacks migrations; run migrate up.
 	ErrNotMigrated = errors.New("schema is not migrated")
 )
@@ -232,17 +236,12 @@ func (a *app) defaultURL() string {
 	return DefaultDatabaseURL
 }
 
-func (a *app) databaseURL() string {
-	switch {
-	case a.url != "":
-		return a.url
-	case os.Getenv("DATABASE_URL") != "":
-		return os.Getenv("DATABASE_URL")
-	case a.cfg.DatabaseURL != "":
-		return a.cfg.DatabaseURL
-	default:
-		return DefaultDatabaseURL
-	}
+// target is the database URL and where it came from.
+func (a *app) target() pgconnect.Target {
+	return pgconnect.Resolve(
+		pgconnect.Target{URL: a.url, From: pgconnect.FromFlag},
+		pgconnect.Env(),
+		pgconnect.Target{URL: a.cfg.DatabaseURL, From: "the application's default"})
 }
 
 // action wraps a command's body: it cancels the context on SIGINT or
@@ -291,34 +290,31 @@ func (s *session) close() {
 	}
 }
 
-// connect opens the pool and checks that the server answers.
+// connect opens the pool and checks that it can be used; its error names
+// the problem, the URL (password masked), where it came from and the fix.
 func (a *app) connect(ctx context.Context) (*session, error) {
 	if err := migrations.ValidateSchema(a.schema); err != nil {
 		return nil, err
 	}
-	url := a.databaseURL()
-	cfg, err := pgxpool.ParseConfig(url)
+	t := a.target()
+	cfg, err := pgconnect.Parse(t)
 	if err != nil {
-		return nil, fmt.Errorf("--database-url: %w", err)
+		return nil, err
 	}
-	where := fmt.Sprintf("%s:%d (database %q, user %q)", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, cfg.ConnConfig.User)
-	var pool *pgxpool.Pool
-	if a.cfg.Connect != nil {
-		pool, err = a.cfg.Connect(ctx, url)
-	} else {
-		pool, err = pgxpool.NewWithConfig(ctx, cfg)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, where, err)
-	}
-	pingCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	if err := pool.Ping(pingCtx); err != nil {
-		pool.Close()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+	if a.cfg.Connect == nil {
+		pool, err := pgconnect.Open(ctx, t, cfg)
+		if err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, where, err)
+		return &session{pool: pool}, nil
+	}
+	pool, err := a.cfg.Connect(ctx, t.URL)
+	if err != nil {
+		return nil, pgconnect.Diagnose(t, err)
+	}
+	if err := pgconnect.Ping(ctx, t, pool); err != nil {
+		pool.Close()
+		return nil, err
 	}
 	return &session{pool: pool}, nil
 }

@@ -9,47 +9,42 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/cairn-es/cairn/internal/pgconnect"
 	"github.com/cairn-es/cairn/migrations"
 )
 
 // DefaultURL is used when DATABASE_URL is unset.
-const DefaultURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+const DefaultURL = pgconnect.DefaultURL
 
 // URL returns DATABASE_URL, or DefaultURL when it is unset.
-func URL() string {
-	if u := os.Getenv("DATABASE_URL"); u != "" {
-		return u
-	}
-	return DefaultURL
-}
+func URL() string { return target().URL }
+
+func target() pgconnect.Target { return pgconnect.Resolve(pgconnect.Env()) }
 
 // Pool connects to the test server with room for maxConns connections and
 // closes the pool when the test ends.
 func Pool(t testing.TB, maxConns int32) *pgxpool.Pool {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(URL())
+	cfg, err := pgconnect.Parse(target())
 	if err != nil {
-		t.Fatalf("pgtest: DATABASE_URL %q does not parse: %v", URL(), err)
+		t.Fatalf("pgtest: %v", err)
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err == nil {
-		err = pool.Ping(ctx)
-	}
+	// Open bounds the first connection itself (pgconnect.PingTimeout) and
+	// then says why it failed; a shorter deadline here would say only
+	// "context deadline exceeded".
+	pool, err := pgconnect.Open(context.Background(), target(), cfg)
 	if err != nil {
-		t.Fatalf("pgtest: PostgreSQL is not reachable at %s: %v\n"+
+		t.Fatalf("pgtest: %v\n"+
 			"Run the tests with `make test`, which starts a private PostgreSQL when none answers, "+
-			"or point DATABASE_URL at a server you may create schemas on.", cfg.ConnConfig.Host, err)
+			"or point DATABASE_URL at a server you may create schemas on.", err)
 	}
 	t.Cleanup(pool.Close)
 	return pool

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -34,7 +36,10 @@ func demoCmd() *cobra.Command {
 		Long: "Serve the system as serve does, stock a few products, place --orders orders from\n" +
 			"--concurrency clients (some for more than the stock, some paid with a card the simulated\n" +
 			"gateway declines), wait until every order is completed, rejected or cancelled, and print\n" +
-			"a summary. Then keep serving until Ctrl-C, or return with --exit.",
+			"a summary. Then keep serving until Ctrl-C, or return with --exit.\n" +
+			"The address is bound before the database is touched, and the demo sends its requests\n" +
+			"only to the listener it bound: when another process holds --addr, demo exits at once\n" +
+			"with status 1, changes nothing and sends that process nothing.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := server.SignalContext(cmd.Context())
@@ -42,11 +47,8 @@ func demoCmd() *cobra.Command {
 			out := cmd.OutOrStdout()
 			// The demo prints its own story; the system logs only warnings.
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-			if f.payTimeout == 0 {
-				f.payTimeout = 10 * time.Second
-			}
 			gw := f.gateway()
-			a, err := f.open(ctx, cmd, gw, logger)
+			a, ln, err := f.start(ctx, cmd, gw, logger)
 			if err != nil {
 				return err
 			}
@@ -54,9 +56,11 @@ func demoCmd() *cobra.Command {
 			runCtx, stopRun := context.WithCancel(ctx)
 			defer stopRun()
 			running := make(chan error, 1)
-			go func() { running <- a.Run(runCtx) }()
+			go func() { running <- a.RunWith(runCtx, app.RunOptions{Listener: ln}) }()
 
-			opts.BaseURL = "http://" + f.addr
+			// The listener's own address, not the flag's text: :0 names
+			// no port, and a host name could lead somewhere else.
+			opts.BaseURL = "http://" + dialAddr(ln.Addr())
 			if err := awaitReady(ctx, opts.BaseURL, running); err != nil {
 				return err
 			}
@@ -75,7 +79,9 @@ func demoCmd() *cobra.Command {
 			return <-running
 		},
 	}
-	f.register(cmd, 0.2, 20*time.Millisecond, 60*time.Millisecond)
+	// The demo waits less for a payment than serve does, so that an order
+	// whose payment never answers is cancelled within the demo's run.
+	f.register(cmd, 0.2, 20*time.Millisecond, 60*time.Millisecond, demoPaymentTimeout)
 	fl := cmd.Flags()
 	fl.IntVar(&opts.Orders, "orders", 300, "orders to place")
 	fl.IntVar(&opts.Concurrency, "concurrency", 16, "clients placing orders at once")
@@ -84,6 +90,24 @@ func demoCmd() *cobra.Command {
 	fl.Uint64Var(&opts.Seed, "seed", 0, "seed of the generated orders (0: random)")
 	fl.BoolVar(&exit, "exit", false, "return after the summary instead of serving on")
 	return cmd
+}
+
+// demoPaymentTimeout is the demo's default --payment-timeout.
+const demoPaymentTimeout = 10 * time.Second
+
+// dialAddr is where to reach a listener of this process: its own address,
+// with an unspecified IP (0.0.0.0, ::) replaced by the loopback address of
+// the same family, which the listener also covers.
+func dialAddr(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return addr.String()
+	}
+	ip := net.IPv6loopback
+	if tcp.IP.To4() != nil {
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	return net.JoinHostPort(ip.String(), strconv.Itoa(tcp.Port))
 }
 
 // awaitReady waits for /readyz, or for the system to fail starting.
@@ -170,7 +194,12 @@ func drive(ctx context.Context, out io.Writer, a *app.App, gw *payment.Simulated
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	r := &report{placed: placed, views: views, elapsed: time.Since(start), gateway: gw.Totals(), lag: map[string]int64{}}
+	// This run's charges only: the gateway's table keeps every run's.
+	gwTotals, err := gw.TotalsContext(ctx, ids...)
+	if err != nil {
+		return nil, err
+	}
+	r := &report{placed: placed, views: views, elapsed: time.Since(start), gateway: gwTotals, lag: map[string]int64{}}
 	if r.events, err = d.Store.CountLog(ctx, startHead, eventstore.ReadLogOptions{}); err != nil {
 		return nil, err
 	}
