@@ -13,15 +13,17 @@ import (
 // commands each, which the relay sends at its own pace. Without a bound the
 // queue grows without limit and every order in it waits longer. Admit
 // refuses new work (before anything is appended) while the relay's backlog
-// is past Config.BacklogMaxAge or Config.BacklogMaxCommands, and admits it
+// is past Config.BacklogMaxAge or Config.BacklogMaxCommands, or a saga has
+// fallen more than BacklogMaxAge behind the log, and admits it
 // again on its own once the backlog drains. The backlog is measured by Run
 // a few times a second, so Admit costs no round trip.
 
 // backlog is the relay's queue as last measured.
 type backlog struct {
 	commands int64
-	age      time.Duration
-	at       time.Time // zero: never measured
+	age      time.Duration // of the oldest command waiting to be sent
+	lag      time.Duration // of the oldest event a saga has not handled
+	at       time.Time     // zero: never measured
 }
 
 type backlogWatch struct {
@@ -57,6 +59,8 @@ func (m *Manager) Admit(context.Context) error {
 	switch {
 	case m.cfg.BacklogMaxAge > 0 && b.age > m.cfg.BacklogMaxAge:
 		reason = fmt.Sprintf("saga commands have waited %.1fs to be sent (bound %s)", b.age.Seconds(), m.cfg.BacklogMaxAge)
+	case m.cfg.BacklogMaxAge > 0 && b.lag > m.cfg.BacklogMaxAge:
+		reason = fmt.Sprintf("the sagas are %.1fs behind the log (bound %s)", b.lag.Seconds(), m.cfg.BacklogMaxAge)
 	case m.cfg.BacklogMaxCommands > 0 && b.commands > int64(m.cfg.BacklogMaxCommands):
 		reason = fmt.Sprintf("%d saga commands are waiting to be sent (bound %d)", b.commands, m.cfg.BacklogMaxCommands)
 	default:
@@ -94,7 +98,15 @@ func (m *Manager) measureBacklog(ctx context.Context) error {
 		return err
 	}
 	b.age, b.at = time.Duration(secs*float64(time.Second)), time.Now()
+	since, err := m.unhandledSince(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range since {
+		b.lag = max(b.lag, time.Since(t))
+	}
 	m.backlog.set(b)
+	m.metrics.eventLag.Set(b.lag.Seconds())
 	m.metrics.backlogCommands.Set(float64(b.commands))
 	m.metrics.backlogAge.Set(b.age.Seconds())
 	return nil

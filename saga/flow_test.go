@@ -258,3 +258,42 @@ func TestSagaBacklogPastItsBoundRefusesNewWork(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return r.sagas.Admit(context.Background()) == nil }, 30*time.Second, 20*time.Millisecond)
 }
+
+func TestSagaTimeoutWaitsForTheSagaToHandleEarlierEvents(t *testing.T) {
+	e := newEnv(t)
+	name := uniqueName("horizon")
+	d := saga.New[jobState](name, e.registry)
+	saga.StartOn(d, func(s Started) string { return s.JobID }, func(c *saga.Context[jobState], s Started) error {
+		c.Schedule("answer", 500*time.Millisecond)
+		return nil
+	})
+	saga.On(d, func(s StepDone) string { return s.JobID }, func(c *saga.Context[jobState], s StepDone) error {
+		c.CancelTimeout("answer")
+		c.Complete("answered")
+		return nil
+	})
+	saga.OnTimeout(d, "answer", func(c *saga.Context[jobState]) error {
+		c.Complete("timed out")
+		return nil
+	})
+	r := e.start(saga.Config{Poll: 50 * time.Millisecond}, func(m *saga.Manager) { m.MustRegister(d) })
+	e.dispatch(Start{JobID: "h"})
+	insp := saga.NewInspector(e.store)
+	require.Eventually(t, func() bool {
+		det, err := insp.Show(context.Background(), name, "h")
+		return err == nil && len(det.Timeouts) == 1
+	}, 30*time.Second, 5*time.Millisecond)
+
+	// The answer is recorded in time, but the saga is paused and does not
+	// handle it before the timeout is due: the timeout must wait for it.
+	ctx := context.Background()
+	require.NoError(t, r.projections.Pause(ctx, saga.ProjectionName(name)))
+	e.dispatch(DoStep{JobID: "h", N: 1})
+	time.Sleep(time.Second)
+	det, err := insp.Show(ctx, name, "h")
+	require.NoError(t, err)
+	require.Equal(t, saga.StatusActive, det.Status, "the timeout fired before the saga handled an answer recorded before it was due")
+	require.NoError(t, r.projections.Resume(ctx, saga.ProjectionName(name)))
+	det = e.awaitEnded(name, "h")
+	require.Equal(t, "answered", det.Outcome)
+}

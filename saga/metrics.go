@@ -22,6 +22,7 @@ const (
 	MetricBacklogCommands = "cairn_saga_backlog_commands"
 	MetricBacklogAge      = "cairn_saga_backlog_seconds"
 	MetricRefused         = "cairn_saga_admissions_refused_total"
+	MetricEventLag        = "cairn_saga_event_lag_seconds"
 )
 
 type metrics struct {
@@ -30,6 +31,7 @@ type metrics struct {
 	refused         prometheus.Counter
 	backlogCommands prometheus.Gauge
 	backlogAge      prometheus.Gauge
+	eventLag        prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -54,6 +56,10 @@ func newMetrics() *metrics {
 			Name: MetricBacklogAge,
 			Help: "How long the oldest saga command waiting to be sent has waited, as last measured for backpressure.",
 		}),
+		eventLag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: MetricEventLag,
+			Help: "Age of the oldest event a saga has not handled yet (the most behind saga), as last measured for backpressure.",
+		}),
 	}
 }
 
@@ -64,7 +70,7 @@ func newMetrics() *metrics {
 // same whichever process is scraped.
 func (m *Manager) RegisterMetrics(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.metrics.commands, m.metrics.timeouts,
-		m.metrics.refused, m.metrics.backlogCommands, m.metrics.backlogAge, &gaugeCollector{m: m}} {
+		m.metrics.refused, m.metrics.backlogCommands, m.metrics.backlogAge, m.metrics.eventLag, &gaugeCollector{m: m}} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

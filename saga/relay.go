@@ -27,11 +27,12 @@ type outboxRow struct {
 // relay sends queued commands until ctx ends, up to Config.Concurrency at
 // once, then waits for the sends in flight: each is bounded by
 // CommandTimeout, so a stop does not abandon a command mid-way. While a
-// command is being sent (and its outcome recorded) its lease is renewed,
-// so the lease can be short: a relay that died is replaced within one
-// Lease, not after the longest send.
+// command is being sent (and until its outcome is recorded) its lease is
+// renewed, so the lease can be short: a relay that died is replaced within
+// one Lease, not after the longest send. The commands sent are marked sent
+// in the same round trip as the next claim (see markAndClaim).
 func (m *Manager) relay(ctx context.Context, w *waker) error {
-	done := make(chan struct{}, m.cfg.Concurrency)
+	done := make(chan sendResult, m.cfg.Concurrency)
 	leases := newLeaseSet()
 	stopRenewing := make(chan struct{})
 	renewed := make(chan struct{})
@@ -40,51 +41,119 @@ func (m *Manager) relay(ctx context.Context, w *waker) error {
 		m.renewLeases(ctx, leases, stopRenewing)
 	}()
 	inflight := 0
-	defer func() {
-		for ; inflight > 0; inflight-- {
-			<-done
+	var sent []int64 // sent and not yet marked sent; still leased
+	finish := func(r sendResult) {
+		inflight--
+		if r.sent {
+			sent = append(sent, r.id)
+		} else {
+			leases.remove(r.id)
 		}
+	}
+	defer func() {
+		for inflight > 0 {
+			finish(<-done)
+		}
+		m.flushSent(ctx, sent, leases)
 		close(stopRenewing)
 		<-renewed
 	}()
 	for ctx.Err() == nil {
-		for {
+		for drained := false; !drained; {
 			select {
-			case <-done:
-				inflight--
-				continue
+			case r := <-done:
+				finish(r)
 			default:
+				drained = true
 			}
-			break
 		}
-		var rows []outboxRow
-		if free := m.cfg.Concurrency - inflight; free > 0 && ctx.Err() == nil {
-			var err error
-			if rows, err = m.claimDetached(ctx, free); err != nil {
-				m.log.Warn("cairn: saga relay could not read the outbox", "error", err)
-			}
+		rows, err := m.markAndClaim(ctx, sent, m.cfg.Concurrency-inflight)
+		if err != nil {
+			m.log.Warn("cairn: saga relay could not read the outbox", "error", err)
+		} else {
+			leases.remove(sent...)
+			sent = sent[:0]
 		}
 		for _, r := range rows {
 			inflight++
 			leases.add(r.id)
-			go func() {
-				defer func() { done <- struct{}{} }()
-				defer leases.remove(r.id)
-				m.send(ctx, r)
-			}()
+			go func() { done <- sendResult{id: r.id, sent: m.send(ctx, r)} }()
 		}
 		if len(rows) > 0 && inflight < m.cfg.Concurrency {
 			continue // there may be more
 		}
 		select {
 		case <-ctx.Done():
-		case <-done:
-			inflight--
+		case r := <-done:
+			finish(r)
 		case <-w.relay:
 		case <-time.After(m.cfg.Poll):
 		}
 	}
 	return nil
+}
+
+// sendResult is what became of one send: sent, for a command the
+// dispatcher accepted whose "sent" mark is left to the relay's loop.
+type sendResult struct {
+	id   int64
+	sent bool
+}
+
+// markAndClaim marks the commands sent and leases up to n sendable ones, in
+// one round trip and one transaction: a command's successor in its
+// instance's queue can be claimed in the same statement that follows its
+// mark. It runs without ctx's cancellation: a claim cancelled in flight
+// may still commit, leaving commands leased that nobody sends until the
+// lease runs out. Once claimed, they are sent (see send).
+func (m *Manager) markAndClaim(ctx context.Context, sent []int64, n int) ([]outboxRow, error) {
+	if len(sent) == 0 && (n <= 0 || ctx.Err() != nil) {
+		return nil, nil
+	}
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	var b pgx.Batch
+	if len(sent) > 0 {
+		b.Queue(m.q.markSent, sent)
+	}
+	var rows []outboxRow
+	if n > 0 && ctx.Err() == nil {
+		b.Queue(m.q.claim, m.registered(), n, m.cfg.Lease.Microseconds()).Query(func(rs pgx.Rows) error {
+			var err error
+			rows, err = pgx.CollectRows(rs, scanOutboxRow)
+			return err
+		})
+	}
+	if err := m.pool.SendBatch(bctx, &b).Close(); err != nil {
+		return nil, err
+	}
+	return rows, nil
+}
+
+func scanOutboxRow(row pgx.CollectableRow) (outboxRow, error) {
+	var r outboxRow
+	err := row.Scan(&r.id, &r.saga, &r.instanceID, &r.commandID, &r.commandType, &r.payload, &r.correlationID, &r.causation, &r.attempts)
+	return r, err
+}
+
+// flushSent marks the last commands sent when the relay stops, trying
+// again while the database is away (for up to recordBudget); whatever is
+// left unmarked is sent again once its lease runs out, and deduplicated.
+func (m *Manager) flushSent(ctx context.Context, sent []int64, leases *leaseSet) {
+	giveUp := time.Now().Add(recordBudget)
+	for attempt := 1; len(sent) > 0; attempt++ {
+		_, err := m.markAndClaim(ctx, sent, 0)
+		if err == nil {
+			leases.remove(sent...)
+			return
+		}
+		if !pgerr.Transient(err) || time.Now().After(giveUp) {
+			m.log.Error("cairn: saga relay could not mark commands sent; they will be sent again when their leases run out",
+				"commands", len(sent), "error", err)
+			return
+		}
+		_ = sleep(context.WithoutCancel(ctx), backoff(attempt, m.cfg.RetryBase, time.Second, jitter))
+	}
 }
 
 // leaseSet is the outbox rows this relay is sending.
@@ -101,9 +170,11 @@ func (l *leaseSet) add(id int64) {
 	l.mu.Unlock()
 }
 
-func (l *leaseSet) remove(id int64) {
+func (l *leaseSet) remove(ids ...int64) {
 	l.mu.Lock()
-	delete(l.ids, id)
+	for _, id := range ids {
+		delete(l.ids, id)
+	}
 	l.mu.Unlock()
 }
 
@@ -144,30 +215,10 @@ func (m *Manager) renewLeases(ctx context.Context, leases *leaseSet, stop <-chan
 	}
 }
 
-// claimDetached claims without ctx's cancellation: a claim cancelled in
-// flight may still commit, leaving commands leased that nobody sends until
-// the lease runs out. Once claimed, they are sent (see send).
-func (m *Manager) claimDetached(ctx context.Context, n int) ([]outboxRow, error) {
-	claimCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	return m.claim(claimCtx, n)
-}
-
-// claim leases up to n sendable commands.
-func (m *Manager) claim(ctx context.Context, n int) ([]outboxRow, error) {
-	rows, err := m.pool.Query(ctx, m.q.claim, m.registered(), n, m.cfg.Lease.Microseconds())
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (outboxRow, error) {
-		var r outboxRow
-		err := row.Scan(&r.id, &r.saga, &r.instanceID, &r.commandID, &r.commandType, &r.payload, &r.correlationID, &r.causation, &r.attempts)
-		return r, err
-	})
-}
-
-// send dispatches one claimed command and records the outcome.
-func (m *Manager) send(ctx context.Context, r outboxRow) {
+// send dispatches one claimed command and records the outcome, except a
+// success, which it reports for the relay's loop to mark (see
+// markAndClaim).
+func (m *Manager) send(ctx context.Context, r outboxRow) (sent bool) {
 	// A send in flight finishes even when ctx ends (bounded by
 	// CommandTimeout): abandoning it would leave it leased until the lease
 	// runs out.
@@ -179,6 +230,10 @@ func (m *Manager) send(ctx context.Context, r outboxRow) {
 			ID: r.commandID, CorrelationID: r.correlationID, CausationID: r.causation, Payload: cmd,
 		})
 	}
+	if err == nil {
+		m.metrics.commands.WithLabelValues(r.saga, "sent").Inc()
+		return true
+	}
 	outcome, rerr := m.recordOutcome(ctx, r, cmd, err)
 	m.metrics.commands.WithLabelValues(r.saga, outcome).Inc()
 	if rerr != nil {
@@ -188,13 +243,14 @@ func (m *Manager) send(ctx context.Context, r outboxRow) {
 		m.log.Error("cairn: saga relay could not record a command's outcome; it will be sent again when its lease runs out",
 			"saga", r.saga, "command_id", r.commandID, "outcome", outcome, "error", rerr)
 	}
+	return false
 }
 
 // recordBudget bounds the attempts to record one send's outcome while the
 // database is unavailable; the command's lease is renewed meanwhile.
 const recordBudget = 30 * time.Second
 
-// recordOutcome records what became of a send, trying again with backoff
+// recordOutcome records what became of a failed send, trying again with backoff
 // while the database cannot be reached, so that a short outage does not
 // leave the command leased.
 func (m *Manager) recordOutcome(ctx context.Context, r outboxRow, cmd any, sendErr error) (string, error) {
@@ -214,9 +270,6 @@ func (m *Manager) recordOutcome(ctx context.Context, r outboxRow, cmd any, sendE
 
 func (m *Manager) recordOnce(ctx context.Context, r outboxRow, cmd any, err error) (string, error) {
 	switch {
-	case err == nil:
-		_, err = m.pool.Exec(ctx, m.q.markSent, r.id)
-		return "sent", err
 	case errors.Is(err, command.ErrRejected):
 		if rerr := m.rejected(ctx, r, cmd, err); rerr != nil {
 			if pgerr.Transient(rerr) {

@@ -120,7 +120,7 @@ func newQueries(schema string) queries {
 				UPDATE {s}.saga_timeouts t SET due_at = now() + t.delay_us * interval '1 microsecond'
 				FROM claimed c WHERE t.saga = c.saga AND t.instance_id = c.instance_id AND t.after_command_id = c.command_id)
 			SELECT * FROM claimed`),
-		markSent: r.Replace(`UPDATE {s}.saga_outbox SET status = 'sent', done_at = now(), claimed_until = NULL, error = NULL WHERE id = $1`),
+		markSent: r.Replace(`UPDATE {s}.saga_outbox SET status = 'sent', done_at = now(), claimed_until = NULL, error = NULL WHERE id = ANY($1)`),
 		// A failed send is released for another attempt. A command being
 		// sent when its instance ended is not withdrawn, even if that
 		// attempt failed: it may have taken effect, and only its answer
@@ -133,8 +133,13 @@ func newQueries(schema string) queries {
 		failInstance: r.Replace(`UPDATE {s}.saga_instances SET status = 'failed', outcome = $3, updated_at = now(),
 				ended_at = coalesce(ended_at, now()), version = version + 1
 			WHERE saga = $1 AND instance_id = $2 AND status <> 'failed'`),
-		dueTimeouts: r.Replace(`SELECT saga, instance_id, name, due_at FROM {s}.saga_timeouts
-			WHERE due_at <= now() AND saga = ANY($1) ORDER BY due_at LIMIT $2`),
+		// dueTimeouts takes the due timeouts of each saga that are due
+		// before the oldest event the saga has not handled yet ($3, see
+		// unhandledSince): such an event may answer what the timeout waits
+		// for, so the timeout waits for the saga to catch up.
+		dueTimeouts: r.Replace(`SELECT t.saga, t.instance_id, t.name, t.due_at FROM {s}.saga_timeouts t
+			JOIN unnest($1::text[], $3::timestamptz[]) AS h(saga, until) ON h.saga = t.saga
+			WHERE t.due_at <= now() AND t.due_at < h.until ORDER BY t.due_at LIMIT $2`),
 		fireTimeout: r.Replace(`DELETE FROM {s}.saga_timeouts WHERE saga = $1 AND instance_id = $2 AND name = $3 AND due_at = $4 AND due_at <= now()
 			RETURNING now()`),
 		postponeTimeout: r.Replace(`UPDATE {s}.saga_timeouts SET due_at = now() + $5 * interval '1 microsecond'

@@ -8,6 +8,10 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// heldBackPoll is how soon the timer looks again at a timeout that is due
+// but waits for its saga to catch up with the log.
+const heldBackPoll = 50 * time.Millisecond
+
 // timer fires due timeouts until ctx ends.
 func (m *Manager) timer(ctx context.Context, w *waker) error {
 	const batch = 64
@@ -24,11 +28,11 @@ func (m *Manager) timer(ctx context.Context, w *waker) error {
 		next := m.cfg.Poll
 		var secs *float64
 		if err := m.pool.QueryRow(ctx, m.q.nextDue, m.registered()).Scan(&secs); err == nil && secs != nil {
-			next = min(next, max(0, time.Duration(*secs*float64(time.Second))))
+			// A timeout due already is waiting for its saga to catch up
+			// with the log (see unhandledSince): look again shortly.
+			next = min(next, max(heldBackPoll, time.Duration(*secs*float64(time.Second))))
 		}
-		if next > 0 {
-			wait(ctx, w.timer, next)
-		}
+		wait(ctx, w.timer, next)
 	}
 	return nil
 }
@@ -40,7 +44,19 @@ type dueTimeout struct {
 
 // fireDue fires up to n due timeouts, each in a transaction of its own.
 func (m *Manager) fireDue(ctx context.Context, n int) (int, error) {
-	rows, err := m.pool.Query(ctx, m.q.dueTimeouts, m.registered(), n)
+	since, err := m.unhandledSince(ctx)
+	if err != nil {
+		return 0, err
+	}
+	names := m.registered()
+	until := make([]time.Time, len(names))
+	for i, name := range names {
+		until[i] = farFuture
+		if t, ok := since[name]; ok {
+			until[i] = t
+		}
+	}
+	rows, err := m.pool.Query(ctx, m.q.dueTimeouts, names, n, until)
 	if err != nil {
 		return 0, err
 	}
