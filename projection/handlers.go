@@ -34,7 +34,8 @@ func On[E any](h *Handlers, fn func(ctx context.Context, tx pgx.Tx, event E, rec
 	name, ok := eventstore.TypeNameOf[E](h.registry)
 	if !ok {
 		var zero E
-		panic(fmt.Sprintf("projection: %T is not registered in the event registry", zero))
+		panic(fmt.Sprintf("projection: %T is not registered in the event registry: register it before handling it "+
+			"(eventstore.Register; in a service made by cairn new, mark the type //cairn:event and run `cairn new sync`)", zero))
 	}
 	if _, dup := h.byType[name]; dup {
 		panic(fmt.Sprintf("projection: event type %s already has a handler", name))

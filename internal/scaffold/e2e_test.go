@@ -14,20 +14,31 @@ import (
 	"github.com/cairn-es/cairn/app"
 )
 
-// TestGeneratedCodeBuildsAndPasses generates a service against this
-// checkout (--cairn-replace) and builds, vets and tests it with the go
-// command after each step: the bare service, then a context, then a second
-// context with one more of every piece. The generated tests use the real
-// PostgreSQL (DATABASE_URL, or the local default).
+// TestGeneratedCodeBuildsAndPasses generates a service and builds, vets
+// and tests it with the go command after each step: the bare service, then
+// a context, then a second context with one more of every piece; the last
+// step runs the service's own make test. With no flag, the service uses the
+// checkout this test runs in (a replace directive), as a binary built from
+// it does. The generated tests use the real PostgreSQL (DATABASE_URL, or
+// the local default).
 func TestGeneratedCodeBuildsAndPasses(t *testing.T) {
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Fatalf("this test runs the go command, which is not on PATH: %v", err)
+	for _, tool := range []string{"go", "make"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("this test runs %s, which is not on PATH: %v", tool, err)
+		}
 	}
 	requirePostgres(t)
 	root := repoRoot(t)
 	svc := filepath.Join(t.TempDir(), "shop")
 
-	mustCairn(t, "new", "service", "shop", "--module", "example.com/shop", "--dir", svc, "--cairn-replace", root)
+	mustCairn(t, "new", "service", "shop", "--module", "example.com/shop", "--dir", svc)
+	gomod, err := os.ReadFile(filepath.Join(svc, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "replace " + cairnModule + " => " + filepath.ToSlash(root) + "\n"; !strings.Contains(string(gomod), want) {
+		t.Fatalf("go.mod does not use this checkout (%q):\n%s", want, gomod)
+	}
 	checkService(t, svc)
 
 	mustCairn(t, "new", "context", "billing", "--aggregate", "Invoice", "--dir", svc)
@@ -39,7 +50,9 @@ func TestGeneratedCodeBuildsAndPasses(t *testing.T) {
 	mustCairn(t, "new", "projection", "invoice_activity", "--context", "billing", "--dir", svc)
 	mustCairn(t, "new", "query", "ListInvoiceActivity", "--context", "billing", "--projection", "invoice_activity", "--dir", svc)
 	mustCairn(t, "new", "aggregate", "Payment", "--context", "billing", "--dir", svc)
-	out := checkService(t, svc)
+	goCmd(t, svc, "mod", "tidy")
+	goCmd(t, svc, "vet", "./...")
+	out := run(t, svc, "make", "test")
 	for _, pkg := range []string{"example.com/shop\t", "example.com/shop/billing\t", "example.com/shop/shipping\t"} {
 		if !strings.Contains(out, "ok  \t"+pkg) {
 			t.Errorf("go test did not pass %s:\n%s", strings.TrimSpace(pkg), out)
@@ -60,33 +73,71 @@ func TestGeneratedCodeBuildsAndPasses(t *testing.T) {
 	if hashTree(t, svc) != before {
 		t.Error("sync changed the tree")
 	}
+	checkStale(t, svc)
+	checkMakeRun(t, svc)
+}
+
+// checkStale adds an event by hand, directive and all, without running
+// cairn new sync: the service builds and vets, but its tests fail naming the
+// fix; after the sync, run as the message says through go run (cairn may
+// not be on PATH), they pass.
+func checkStale(t *testing.T, svc string) {
+	t.Helper()
+	src := "package billing\n\n// InvoiceDisputed records a dispute.\n//\n//cairn:event\ntype InvoiceDisputed struct {\n\tInvoiceID string `json:\"invoice_id\"`\n}\n"
+	if err := os.WriteFile(filepath.Join(svc, "billing", "event_invoice_disputed.go"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	goCmd(t, svc, "vet", "./...")
+	out, err := runErr(svc, "go", "test", "-count=1", "./billing/")
+	for _, want := range []string{"cairn_gen.go of package billing is stale", "new or changed: InvoiceDisputed //cairn:event\n", "Run `cairn new sync`"} {
+		if err == nil || !strings.Contains(out, want) {
+			t.Errorf("go test with a stale cairn_gen.go: %v, want a failure saying %q:\n%s", err, want, out)
+		}
+	}
+	goCmd(t, svc, "run", cairnModule+"/cmd/cairn", "new", "sync")
+	goCmd(t, svc, "test", "-count=1", "./billing/")
 }
 
 // checkService tidies, vets and tests the service in dir, and returns the
 // output of go test.
 func checkService(t *testing.T, dir string) string {
 	t.Helper()
-	// -e: tidy also wants the test dependencies of dependencies, which an
-	// offline module cache may lack; the build does not need them.
-	goCmd(t, dir, "mod", "tidy", "-e")
+	goCmd(t, dir, "mod", "tidy")
 	goCmd(t, dir, "vet", "./...")
 	return goCmd(t, dir, "test", "-count=1", "./...")
 }
 
-// goCmd runs the go command in dir, offline, with the module cache, and
-// fails the test on error.
+// goEnv is the environment of the go commands run in generated modules:
+// the test's own (its module cache, proxy and checksum settings, since a
+// fresh cache must be filled from the proxy), outside any workspace, with
+// this toolchain.
+func goEnv() []string {
+	return append(os.Environ(), "GOWORK=off", "GOTOOLCHAIN=local")
+}
+
+// goCmd runs the go command in dir and fails the test on error.
 func goCmd(t *testing.T, dir string, args ...string) string {
 	t.Helper()
-	start := time.Now()
-	cmd := exec.Command("go", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off", "GOWORK=off", "GOTOOLCHAIN=local")
-	out, err := cmd.CombinedOutput()
+	return run(t, dir, "go", args...)
+}
+
+// run runs a command in dir with goEnv and fails the test on error.
+func run(t *testing.T, dir, name string, args ...string) string {
+	t.Helper()
+	out, err := runErr(dir, name, args...)
 	if err != nil {
-		t.Fatalf("go %s in %s: %v\n%s", strings.Join(args, " "), dir, err, out)
+		t.Fatalf("%s %s in %s: %v\n%s", name, strings.Join(args, " "), dir, err, out)
 	}
-	t.Logf("go %s: %s", strings.Join(args, " "), time.Since(start).Round(time.Millisecond))
-	return string(out)
+	return out
+}
+
+// runErr runs a command in dir with goEnv and returns its combined output.
+func runErr(dir, name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Env = goEnv()
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // requirePostgres fails the test, saying why, when PostgreSQL does not
@@ -177,7 +228,7 @@ func Modules(cfg Config) []app.Module {
 	if err := os.WriteFile(filepath.Join(shop, "shop.go"), []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	goCmd(t, repo, "mod", "tidy", "-e")
+	goCmd(t, repo, "mod", "tidy")
 	goCmd(t, repo, "vet", "./...")
 	goCmd(t, repo, "build", "./...")
 }

@@ -217,6 +217,93 @@ var irregularPast = map[string]string{
 	"tag": "tagged", "ban": "banned", "pin": "pinned", "unpin": "unpinned", "flag": "flagged",
 	"cancel": "canceled", "label": "labeled", "refer": "referred", "transfer": "transferred",
 	"prefer": "preferred", "occur": "occurred", "bid": "bid", "rebid": "rebid", "cut": "cut",
+	"see": "seen", "show": "shown", "know": "known", "draw": "drawn", "choose": "chosen",
+	"freeze": "frozen", "unfreeze": "unfrozen", "tell": "told", "think": "thought", "bring": "brought",
+	"spend": "spent", "meet": "met", "win": "won", "read": "read", "grow": "grown",
+	"throw": "thrown", "forget": "forgotten", "hide": "hidden", "break": "broken", "speak": "spoken",
+	"drive": "driven", "ride": "ridden", "rise": "risen", "fall": "fallen", "eat": "eaten",
+	"bind": "bound", "feed": "fed", "lead": "led", "lend": "lent", "deal": "dealt",
+	"shut": "shut", "hit": "hit", "quit": "quit", "cost": "cost", "let": "let",
+	"spread": "spread", "upset": "upset", "broadcast": "broadcast", "forecast": "forecast",
+	"agree": "agreed", "free": "freed", "guarantee": "guaranteed", "decree": "decreed",
+	"found": "founded", "wind": "wound", "swear": "sworn", "tear": "torn",
+	"wear": "worn", "bear": "borne", "shake": "shaken", "steal": "stolen", "sweep": "swept",
+	"sleep": "slept", "stand": "stood", "understand": "understood", "hang": "hung", "dig": "dug",
+}
+
+// particles end phrasal verbs: in "CartCheckedOut" the participle is the
+// word before "Out".
+var particles = map[string]bool{
+	"up": true, "out": true, "in": true, "off": true, "on": true, "down": true,
+	"over": true, "back": true, "away": true, "through": true,
+}
+
+// notParticiples end in -ed without being past participles.
+var notParticiples = map[string]bool{"embed": true, "shred": true, "sled": true, "hundred": true, "kindred": true}
+
+// participleForms maps the irregular past participles to whether they are
+// also a verb's base form (Set, Read, Cut): such a word may start or end a
+// command.
+var participleForms = func() map[string]bool {
+	out := map[string]bool{}
+	for _, p := range irregularPast {
+		out[p] = false
+	}
+	for verb := range irregularPast {
+		if _, ok := out[verb]; ok {
+			out[verb] = true
+		}
+	}
+	return out
+}()
+
+// participle reports whether a lowercase word is a past participle, by a
+// rule simple enough to explain in a refusal: it ends in -ed (but not -eed
+// or -ead, as in Seed or Thread, and is not Embed, Shred, Sled or Hundred),
+// or it is an irregular participle the generator knows (Paid, Sent,
+// Written, ...). alsoBase says whether it is also a verb's base form.
+func participle(w string) (ok, alsoBase bool) {
+	if base, irregular := participleForms[w]; irregular {
+		return true, base
+	}
+	ok = len(w) > 3 && strings.HasSuffix(w, "ed") && !strings.HasSuffix(w, "eed") &&
+		!strings.HasSuffix(w, "ead") && !notParticiples[w]
+	return ok, false
+}
+
+// lastVerbWord is a name's last word, or the one before a trailing
+// particle.
+func lastVerbWord(ws []string) string {
+	if len(ws) > 1 && particles[ws[len(ws)-1]] {
+		return ws[len(ws)-2]
+	}
+	return ws[len(ws)-1]
+}
+
+// checkCommandConvention refuses a command named like an event: its first
+// word, or its last (before a particle), is a past participle that is not
+// also a verb (ArchivedInvoice, InvoiceArchived, MarkInvoicePaid).
+func checkCommandConvention(name string) error {
+	ws := words(name)
+	for _, w := range []string{ws[0], lastVerbWord(ws)} {
+		if ok, alsoBase := participle(w); ok && !alsoBase {
+			return fmt.Errorf("command name %q reads as an event: %q is a past participle. Name a command verb + noun in the imperative (ArchiveInvoice, not InvoiceArchived), or pass --allow-name to keep this name",
+				name, upperWord(w))
+		}
+	}
+	return nil
+}
+
+// checkEventConvention refuses an event whose last word (before a
+// particle) is not a past participle (ArchiveInvoice, InvoiceArchive).
+func checkEventConvention(name string) error {
+	ws := words(name)
+	w := lastVerbWord(ws)
+	if ok, _ := participle(w); !ok {
+		return fmt.Errorf("event name %q does not read as an event: its last word %q is not a past participle. Name an event noun + past participle (e.g. InvoiceArchived, OrderPaid), or pass --allow-name to keep this name",
+			name, upperWord(w))
+	}
+	return nil
 }
 
 // pastTense returns the past participle of an English verb, for event

@@ -22,11 +22,12 @@ type plan struct {
 	root  string            // the directory paths are relative to
 	files map[string][]byte // slash-separated path → content
 	owned map[string]bool   // paths of generator-owned files
+	exec  map[string]bool   // paths of executable files (scripts)
 	force bool
 }
 
 func newPlan(root string, force bool) *plan {
-	return &plan{root: root, files: map[string][]byte{}, owned: map[string]bool{}, force: force}
+	return &plan{root: root, files: map[string][]byte{}, owned: map[string]bool{}, exec: map[string]bool{}, force: force}
 }
 
 // add plans a user-editable file.
@@ -36,6 +37,12 @@ func (p *plan) add(path string, content []byte) { p.files[path] = content }
 func (p *plan) addOwned(path string, content []byte) {
 	p.files[path] = content
 	p.owned[path] = true
+}
+
+// addExecutable plans a user-editable script, written executable.
+func (p *plan) addExecutable(path string, content []byte) {
+	p.files[path] = content
+	p.exec[path] = true
 }
 
 func (p *plan) abs(path string) string { return filepath.Join(p.root, filepath.FromSlash(path)) }
@@ -152,7 +159,11 @@ func (p *plan) write(out io.Writer, dryRun bool) error {
 			fmt.Fprintf(out, "%-9s %s\n", act, shown)
 			continue
 		}
-		if err := writeFile(p.abs(path), p.files[path]); err != nil {
+		mode := os.FileMode(0o644)
+		if p.exec[path] {
+			mode = 0o755
+		}
+		if err := writeFile(p.abs(path), p.files[path], mode); err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "%-9s %s\n", act, shown)
@@ -165,7 +176,7 @@ func (p *plan) write(out io.Writer, dryRun bool) error {
 
 // writeFile writes through a temporary file and a rename, so that a file
 // is never left half written.
-func writeFile(path string, content []byte) error {
+func writeFile(path string, content []byte, mode os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
@@ -178,7 +189,7 @@ func writeFile(path string, content []byte) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
+		err = os.Chmod(tmp.Name(), mode)
 	}
 	if err == nil {
 		err = os.Rename(tmp.Name(), path)

@@ -142,10 +142,19 @@ func TestRefusals(t *testing.T) {
 		{[]string{"new", "frobnicate"}, 2, "unknown generator"},
 		{[]string{"new", "context"}, 2, "missing NAME"},
 		{[]string{"new", "context", "sales", "--bogus"}, 2, "unknown flag"},
+		{[]string{"new", "command", "InvoiceArchived", "--context", "billing"}, 2, `command name "InvoiceArchived" reads as an event: "Archived" is a past participle`},
+		{[]string{"new", "command", "MarkInvoicePaid", "--context", "billing"}, 2, "pass --allow-name to keep this name"},
+		{[]string{"new", "event", "ArchiveInvoice", "--context", "billing"}, 2, `event name "ArchiveInvoice" does not read as an event: its last word "Invoice" is not a past participle`},
+		{[]string{"new", "command", "DisputeInvoice", "--context", "billing", "--event", "InvoiceDispute"}, 2, `--event: event name "InvoiceDispute" does not read as an event`},
+		{[]string{"new", "service", "shop2", "--cairn-version", "latest"}, 2, `invalid --cairn-version "latest"`},
+		{[]string{"new", "service", "shop2", "--cairn-replace", filepath.Join(svc, "billing")}, 2, "not a checkout of github.com/cairn-es/cairn"},
 	} {
 		before := hashTree(t, svc)
 		args := append(tc.args, "--dir", svc)
-		if tc.args[1] == "service" {
+		switch {
+		case tc.args[1] == "service" && tc.args[2] == "shop2":
+			args = append(tc.args, "--dir", filepath.Join(svc, "shop2"))
+		case tc.args[1] == "service":
 			args = append(tc.args, "--dir", svc, "--cairn-version", "v0.1.0")
 		}
 		code, out, errOut := cairn(t, args...)
@@ -159,6 +168,10 @@ func TestRefusals(t *testing.T) {
 			t.Errorf("cairn %s changed the tree", strings.Join(tc.args, " "))
 		}
 	}
+
+	// --allow-name keeps a name the convention refuses.
+	mustCairn(t, "new", "event", "InvoiceOverdue", "--context", "billing", "--dir", svc, "--allow-name")
+	mustCairn(t, "new", "command", "MarkInvoicePaid", "--context", "billing", "--dir", svc, "--allow-name")
 
 	// --force overwrites; --dry-run lists and writes nothing.
 	before := hashTree(t, svc)

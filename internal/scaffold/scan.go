@@ -38,6 +38,11 @@ type contextInfo struct {
 	Commands    []commandDecl
 	Projections []projectionDecl
 	Queries     []queryDecl
+	// Directives are the package's //cairn: lines, each as "Type
+	// //cairn:kind args" with its spaces normalised, sorted: what the
+	// generated test compares the package with to catch stale generated
+	// files.
+	Directives []string
 
 	decls map[string][]string // declared identifier ("Name" or "Recv.Method") → files
 	// Imports are the imports the query result types need, as they are
@@ -291,6 +296,7 @@ func (c *contextInfo) directives(fset *token.FileSet, doc *ast.CommentGroup, typ
 		if len(fields) == 0 {
 			return bad("empty directive")
 		}
+		c.Directives = append(c.Directives, typ+" "+directivePrefix+strings.Join(fields, " "))
 		kind, args := fields[0], fields[1:]
 		switch kind {
 		case "event":
@@ -357,6 +363,7 @@ func sortContext(c *contextInfo) {
 	sort.Slice(c.Queries, func(i, j int) bool { return c.Queries[i].Type < c.Queries[j].Type })
 	sort.Strings(c.Imports)
 	c.Imports = slices.Compact(c.Imports)
+	sort.Strings(c.Directives)
 }
 
 // fieldNames are the names a struct field declares: its names, or its
