@@ -15,6 +15,53 @@
 // Registration happens in two passes so that contexts can react to each
 // other's events: every module's RegisterEvents first, then every module's
 // Register.
+//
+// # Authentication
+//
+// Authentication is off unless configured, in Config.Server.Auth or, for
+// a service run by an operator, in the environment (or in Config.Security,
+// which a service's flags fill and which takes precedence over the
+// environment, setting by setting):
+//
+//	CAIRN_API_KEYS="key1:read,write;key2:read,operator"  API keys (16+ characters) and their scopes
+//	CAIRN_API_KEYS_FILE=/run/secrets/api-keys            the same, one entry a line, # comments
+//	CAIRN_JWT_SECRET, CAIRN_JWT_SECRET_FILE              HS256 tokens: a secret of 32+ bytes
+//	CAIRN_JWT_PUBLIC_KEY_FILE=/etc/cairn/jwt.pem         RS256/ES256/ES384/ES512 tokens: a PEM public key
+//	CAIRN_JWKS_FILE=/etc/cairn/jwks.json                 a JSON Web Key Set; the token's kid picks the key
+//	CAIRN_JWT_ISSUER, CAIRN_JWT_AUDIENCE                 required iss and aud claims
+//	CAIRN_JWT_LEEWAY=30s                                 clock skew allowed on exp and nbf
+//	CAIRN_METRICS_SCOPE=metrics                          the scope /metrics requires ("-": open)
+//
+// With any of the keys set, every route needs "Authorization: Bearer
+// <token>": query routes the scope "read", command routes "write" (unless
+// a route says otherwise), /metrics the scope "metrics" (DefaultMetricsScope)
+// unless CAIRN_METRICS_SCOPE or Config.Server.MetricsScope names another;
+// /healthz and /readyz stay open. A token's scopes are its "scope" claim
+// (space-separated) and "scopes" claim (array). A setting given twice (as
+// NAME and NAME_FILE, or in the environment and in Config.Server.Auth) is
+// an error, as is a malformed one: New names it.
+//
+// # Cursor keys
+//
+// Page cursors (query.List) are signed so that clients cannot forge a
+// position. Every instance of a service must hold the same key, so that a
+// cursor from one is accepted by another and after a restart. By default
+// the key is made once, by the migrations, and kept in the service's
+// database (the table cursor_keys of its schema): nothing to configure. To
+// manage it yourself:
+//
+//	CAIRN_CURSOR_KEY, CAIRN_CURSOR_KEY_FILE                    the key that signs (32+ bytes)
+//	CAIRN_CURSOR_KEY_PREVIOUS, CAIRN_CURSOR_KEY_PREVIOUS_FILE  during a rotation: the old key, which still verifies
+//
+// To rotate, give every instance the new key as CAIRN_CURSOR_KEY and the
+// old one as CAIRN_CURSOR_KEY_PREVIOUS, restart them, and drop the
+// previous key once the cursors handed out before (a client's paging
+// session) no longer matter. With the stored key, the rotation is one
+// INSERT INTO <schema>.cursor_keys DEFAULT VALUES and a restart: the
+// newest row signs, the one before it still verifies. Modules find the
+// keys in Deps.CursorKeys and set them on their listings' specs.
+//
+// Config.NoEnv makes New ignore the environment.
 package app
 
 import (
@@ -23,6 +70,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -75,6 +123,10 @@ type Deps struct {
 	Server      *server.Server
 	Metrics     *server.Metrics
 	Logger      *slog.Logger
+	// CursorKeys sign and verify page cursors: set them on a copy of a
+	// listing's spec (query.ListSpec.CursorKeys) before calling
+	// query.List.
+	CursorKeys *query.CursorKeys
 }
 
 // Config configures an App. The zero value is usable.
@@ -103,6 +155,15 @@ type Config struct {
 	// Command adds options to the command dispatcher (after the metrics
 	// middleware and retry hook the App installs).
 	Command []command.Option
+	// Security holds authentication and cursor-key settings as the
+	// service's flags give them; empty fields take the environment's (see
+	// the package documentation).
+	Security Security
+	// NoEnv makes New ignore the CAIRN_* variables of the environment.
+	NoEnv bool
+	// CursorKeys, when set, sign and verify page cursors instead of the
+	// keys of the environment or of the database.
+	CursorKeys *query.CursorKeys
 	// Logger receives every component's logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -124,6 +185,14 @@ func New(ctx context.Context, cfg Config, modules ...Module) (*App, error) {
 	if cfg.Schema == "" {
 		cfg.Schema = migrations.DefaultSchema
 	}
+	sec := cfg.Security
+	if !cfg.NoEnv {
+		sec = sec.Or(SecurityFromEnv(os.Getenv))
+	}
+	// Settings are checked before the database is touched.
+	if err := applyAuth(&cfg.Server, sec); err != nil {
+		return nil, err
+	}
 	a := &App{cfg: cfg, modules: modules, pool: cfg.Pool}
 	if a.pool == nil {
 		pool, err := connect(ctx, cfg)
@@ -138,6 +207,12 @@ func New(ctx context.Context, cfg Config, modules ...Module) (*App, error) {
 			return nil, fmt.Errorf("app: migrating: %w", err)
 		}
 	}
+	keys, err := cursorKeys(ctx, a.pool, cfg, sec)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	cfg.CursorKeys = keys
 	deps, err := assemble(a.pool, cfg, modules)
 	if err != nil {
 		a.Close()
@@ -204,7 +279,8 @@ func registerOn(projections *projection.Manager, modules []Module) (*Deps, error
 	registry := eventstore.NewRegistry()
 	metrics := server.NewMetrics()
 	dispatcher := command.NewDispatcher(projections.Store())
-	d, err := assembleAround(projections, registry, dispatcher, metrics, Config{Logger: slog.Default()})
+	// Its routes serve nothing, so its cursors need not outlive it.
+	d, err := assembleAround(projections, registry, dispatcher, metrics, Config{Logger: slog.Default(), CursorKeys: query.RandomCursorKeys()})
 	if err != nil {
 		return nil, err
 	}
@@ -241,6 +317,7 @@ func assembleAround(projections *projection.Manager, registry *eventstore.Regist
 		Registry: registry, Store: store, Dispatcher: dispatcher,
 		Projections: projections, Sagas: sagas, Queries: bus,
 		Server: srv, Metrics: metrics, Logger: cfg.Logger,
+		CursorKeys: cfg.CursorKeys,
 	}, nil
 }
 

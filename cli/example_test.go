@@ -45,5 +45,5 @@ func Example() {
 	root.SetArgs([]string{"migrate", "status", "--schema", "example_never_migrated"})
 	_ = root.Execute()
 	// Output:
-	// schema example_never_migrated: version 0 of 4, 4 pending; run 'shop migrate up'
+	// schema example_never_migrated: version 0 of 5, 5 pending; run 'shop migrate up'
 }

@@ -47,6 +47,8 @@ type Metadata struct {
 }
 
 // RecordedEvent is an event as stored: the envelope every reader receives.
+// Every store gives Data back in jsonb's form (see AppendJSONB), and
+// RecordedAt in UTC and whole microseconds, as PostgreSQL keeps them.
 type RecordedEvent struct {
 	ID            uuid.UUID
 	StreamID      string
@@ -193,7 +195,9 @@ type CommandLog interface {
 // Snapshot is an aggregate's serialised state at a stream version. Type and
 // SchemaVersion describe Data so that a loader can ignore a snapshot taken
 // by an older shape of the aggregate. TakenAt is set by the store when it
-// saves the snapshot (the PostgreSQL store uses the server's clock).
+// saves the snapshot, in UTC and whole microseconds, whatever the caller
+// put there (the PostgreSQL store uses the server's clock). Data comes
+// back in jsonb's form (see AppendJSONB), from every store.
 type Snapshot struct {
 	StreamID      string
 	Version       int64
@@ -208,8 +212,11 @@ type SnapshotStore interface {
 	// LoadSnapshot returns the latest snapshot of a stream and true, or
 	// false when there is none.
 	LoadSnapshot(ctx context.Context, streamID string) (Snapshot, bool, error)
-	// SaveSnapshot stores s, replacing an older snapshot of the stream; a
-	// snapshot older than the stored one is ignored.
+	// SaveSnapshot stores s, replacing a snapshot of the stream at an
+	// older or the same version (so an aggregate whose snapshot shape
+	// changed can re-take it); a snapshot older than the stored one is
+	// ignored. A snapshot ValidateSnapshot refuses is refused with its
+	// error, and nothing is stored.
 	SaveSnapshot(ctx context.Context, s Snapshot) error
 }
 

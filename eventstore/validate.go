@@ -89,6 +89,9 @@ func PrepareAppend(streamID string, expected ExpectedVersion, events []Event, op
 		if len(e.Type) > MaxEventTypeLength || !utf8.ValidString(e.Type) {
 			return nil, bad(ErrInvalidEvent, fmt.Sprintf("event type must be valid UTF-8 of at most %d bytes", MaxEventTypeLength))
 		}
+		if strings.IndexByte(e.Type, 0) >= 0 {
+			return nil, bad(ErrInvalidEvent, "event type contains a NUL character, which PostgreSQL cannot store")
+		}
 		if e.SchemaVersion < 0 {
 			return nil, bad(ErrInvalidEvent, "negative schema version")
 		}
@@ -100,6 +103,14 @@ func PrepareAppend(streamID string, expected ExpectedVersion, events []Event, op
 		}
 		if !json.Valid(e.Data) {
 			return nil, bad(ErrInvalidEvent, "data is not valid JSON")
+		}
+		// What jsonb and text columns refuse is refused here, typed, so
+		// that every store answers it alike (see jsonb.go).
+		if reason := jsonTextProblem(e.Data); reason != "" {
+			return nil, bad(ErrInvalidEvent, "data "+reason)
+		}
+		if reason := metadataProblem(e.Metadata); reason != "" {
+			return nil, bad(ErrInvalidEvent, reason)
 		}
 		size := len(e.Data) + len(e.Metadata.CorrelationID) + len(e.Metadata.CausationID) + len(e.Metadata.CommandID)
 		for k, v := range e.Metadata.Extra {

@@ -2,6 +2,7 @@ package projection_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -224,7 +225,16 @@ func TestInterruptedRebuildLeavesTheLiveModelAlone(t *testing.T) {
 		untouched(t, "after a rebuild cancelled mid-batch")
 	})
 
-	rep, err := e.mgr.Rebuild(context.Background(), p.Name(), projection.RebuildOptions{})
+	// The mid-batch cancel closed the rebuild's connection; the server
+	// ends that session, and frees its rebuild lock, a moment later.
+	var rep projection.RebuildReport
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		rep, err = e.mgr.Rebuild(context.Background(), p.Name(), projection.RebuildOptions{})
+		if !errors.Is(err, projection.ErrRebuildInProgress) || time.Now().After(deadline) {
+			break
+		}
+	}
 	require.NoError(t, err, "a rerun succeeds")
 	require.True(t, rep.Swapped)
 	require.Equal(t, n, rep.Events)

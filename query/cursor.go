@@ -7,12 +7,12 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"unicode/utf8"
 )
 
@@ -42,32 +42,58 @@ type cursor struct {
 	Tie     string `json:"t"` // the row's tie-breaker value, as PostgreSQL text
 }
 
-var cursorKey atomic.Pointer[[]byte]
-
-func init() {
-	k := make([]byte, 32)
-	_, _ = rand.Read(k)
-	cursorKey.Store(&k)
+// CursorKeys sign and verify the page cursors of listings: the current
+// key signs, and it and the previous keys verify, so that cursors handed
+// out before a key rotation keep working until the previous key is
+// dropped. Every instance of a service must hold the same keys, or one
+// refuses the others' cursors (and a restarted one its own): app keeps
+// them with the service (configured, or stored in its database). A
+// CursorKeys is immutable and safe for concurrent use.
+type CursorKeys struct {
+	keys [][]byte // keys[0] signs
 }
 
-// SetCursorKey sets the key that signs the cursors of listings without
-// their own ListSpec.CursorKey; it panics if key is shorter than 16 bytes.
-// Until it is called the key is random, made at start-up: cursors then stop
-// working when the process restarts, and servers behind one load balancer
-// reject each other's cursors. Give every instance the same secret.
-func SetCursorKey(key []byte) {
-	if len(key) < minKeyLen {
-		panic(fmt.Sprintf("query: cursor key of %d bytes, want at least %d", len(key), minKeyLen))
+// ErrCursorKey matches the errors of NewCursorKeys.
+var ErrCursorKey = errors.New("query: invalid cursor key")
+
+// NewCursorKeys returns keys that sign with current and also accept
+// cursors signed with any of previous. Each key must be at least 16 bytes
+// (32 random bytes are best); the slices are copied.
+func NewCursorKeys(current []byte, previous ...[]byte) (*CursorKeys, error) {
+	k := &CursorKeys{}
+	for i, key := range append([][]byte{current}, previous...) {
+		if len(key) < minKeyLen {
+			what := "current key"
+			if i > 0 {
+				what = fmt.Sprintf("previous key %d", i)
+			}
+			return nil, fmt.Errorf("%w: the %s has %d bytes, want at least %d", ErrCursorKey, what, len(key), minKeyLen)
+		}
+		k.keys = append(k.keys, bytes.Clone(key))
 	}
-	k := bytes.Clone(key)
-	cursorKey.Store(&k)
+	return k, nil
 }
 
-func (s *ListSpec) cursorKey() []byte {
-	if s.CursorKey != nil {
-		return s.CursorKey
+// RandomCursorKeys returns a new random key: its cursors work only in this
+// process, until it ends. For tests and single-process tools.
+func RandomCursorKeys() *CursorKeys {
+	key := make([]byte, 32)
+	_, _ = rand.Read(key) // never fails (crypto/rand)
+	return &CursorKeys{keys: [][]byte{key}}
+}
+
+func (k *CursorKeys) signing() []byte { return k.keys[0] }
+
+// processKeys sign the cursors of listings without CursorKeys. They are
+// made once and cannot be changed: a service sets its keys on its specs.
+var processKeys = sync.OnceValue(RandomCursorKeys)
+
+// keys are the keys that sign and verify the listing's cursors.
+func (s *ListSpec) keys() *CursorKeys {
+	if s.CursorKeys != nil {
+		return s.CursorKeys
 	}
-	return *cursorKey.Load()
+	return processKeys()
 }
 
 const macDomain = "cairn query cursor\x00"
@@ -165,8 +191,9 @@ func appendJSONString(dst []byte, s string) []byte {
 }
 
 // decodeCursor verifies and decodes a client's cursor; every error is a
-// *CursorError.
-func decodeCursor(key []byte, s string) (cursor, error) {
+// *CursorError. With keys nil it checks the cursor's form but not its
+// signature, which the caller then still has to verify (see verifyCursor).
+func decodeCursor(keys *CursorKeys, s string) (cursor, error) {
 	if len(s) > maxCursorLen {
 		return cursor{}, &CursorError{Reason: "too long"}
 	}
@@ -188,8 +215,8 @@ func decodeCursor(key []byte, s string) (cursor, error) {
 			return cursor{}, &CursorError{Reason: "malformed"}
 		}
 	}
-	if !hmac.Equal(mac, appendMAC(macs[macLen:macLen], key, payload)) {
-		return cursor{}, &CursorError{Reason: "not signed by this server"}
+	if keys != nil && !keys.verify(mac, payload, macs[macLen:macLen]) {
+		return cursor{}, &CursorError{Reason: "not signed with this service's key"}
 	}
 	var scratch [512]byte
 	b := scratch[:]
@@ -216,6 +243,26 @@ func decodeCursor(key []byte, s string) (cursor, error) {
 		return cursor{}, &CursorError{Reason: "from another version"}
 	}
 	return c, nil
+}
+
+// verify reports whether mac is payload's MAC under one of the keys;
+// scratch has room for a MAC. Every key is tried, so that the time taken
+// does not say which one matched.
+func (k *CursorKeys) verify(mac []byte, payload string, scratch []byte) bool {
+	ok := false
+	for _, key := range k.keys {
+		if hmac.Equal(mac, appendMAC(scratch[:0], key, payload)) {
+			ok = true
+		}
+	}
+	return ok
+}
+
+// verifyCursor checks the signature of a cursor decodeCursor already read
+// without keys.
+func verifyCursor(keys *CursorKeys, s string) error {
+	_, err := decodeCursor(keys, s)
+	return err
 }
 
 // parseCursorJSON reads the JSON of a cursor in exactly the form

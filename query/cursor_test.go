@@ -93,7 +93,7 @@ func BenchmarkParseListRequest(b *testing.B) {
 func BenchmarkEncodeCursor(b *testing.B) {
 	c := cursor{Listing: "orders", Sort: "created_at", Desc: true, Key: "2024-01-01T00:00:00.123456+00:00", Tie: "12345"}
 	for b.Loop() {
-		if _, err := encodeCursor(fuzzSpec.CursorKey, c); err != nil {
+		if _, err := encodeCursor(fuzzKey, c); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -117,7 +117,7 @@ func referenceDecodeCursor(key []byte, s string) (cursor, error) {
 	m.Write([]byte("cairn query cursor\x00"))
 	m.Write([]byte(payload))
 	if !hmac.Equal(mac, m.Sum(nil)[:macLen]) {
-		return cursor{}, &CursorError{Reason: "not signed by this server"}
+		return cursor{}, &CursorError{Reason: "not signed with this service's key"}
 	}
 	b, err := base64.RawURLEncoding.Strict().DecodeString(payload)
 	if err != nil {
@@ -148,9 +148,9 @@ func FuzzDecodeCursorMatchesReference(f *testing.F) {
 	f.Add("x.y", []byte(`{"v":1,"l":"o","s":"s","k":"\xff","t":"t"}`))
 	f.Add("x.y", []byte(`{"t":"t","k":"k","s":"s","l":"o","v":1}`))
 	f.Fuzz(func(t *testing.T, s string, payload []byte) {
-		for _, c := range []string{s, signPayload(fuzzSpec.CursorKey, payload)} {
-			got, err := decodeCursor(fuzzSpec.CursorKey, c)
-			want, wantErr := referenceDecodeCursor(fuzzSpec.CursorKey, c)
+		for _, c := range []string{s, signPayload(fuzzKey, payload)} {
+			got, err := decodeCursor(fuzzSpec.CursorKeys, c)
+			want, wantErr := referenceDecodeCursor(fuzzKey, c)
 			if got != want || fmt.Sprint(err) != fmt.Sprint(wantErr) {
 				t.Fatalf("%q: got %+v, %v; want %+v, %v", c, got, err, want, wantErr)
 			}

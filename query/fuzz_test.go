@@ -31,11 +31,21 @@ var fuzzSpec = ListSpec{
 	TieBreaker:  Column{Name: "id", Type: "bigint"},
 	DefaultSort: "-created_at",
 	MaxLimit:    50,
-	CursorKey:   []byte("fuzz-key-fuzz-key-fuzz-key"),
+	CursorKeys:  mustKeys(fuzzKey),
+}
+
+var fuzzKey = []byte("fuzz-key-fuzz-key-fuzz-key")
+
+func mustKeys(current []byte, previous ...[]byte) *CursorKeys {
+	k, err := NewCursorKeys(current, previous...)
+	if err != nil {
+		panic(err)
+	}
+	return k
 }
 
 func fuzzCursor(t testing.TB, c cursor) string {
-	s, err := encodeCursor(fuzzSpec.CursorKey, c)
+	s, err := encodeCursor(fuzzKey, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,8 +155,8 @@ func FuzzDecodeCursor(f *testing.F) {
 	f.Add(strings.Replace(valid, ".", "..", 1), []byte(`{"v":1,"l":"other","s":"total","k":"1","t":"1"}`))
 	f.Add("eyJ2IjoxfQ.AAAAAAAAAAAAAAAAAAAAAA", []byte("\xff"))
 	f.Fuzz(func(t *testing.T, s string, payload []byte) {
-		for _, c := range []string{s, signPayload(fuzzSpec.CursorKey, payload)} {
-			if _, err := decodeCursor(fuzzSpec.CursorKey, c); err != nil {
+		for _, c := range []string{s, signPayload(fuzzKey, payload)} {
+			if _, err := decodeCursor(fuzzSpec.CursorKeys, c); err != nil {
 				var ce *CursorError
 				if !errors.As(err, &ce) || !errors.Is(err, ErrInvalidCursor) || !errors.Is(err, ErrInvalidQuery) {
 					t.Fatalf("%q: %v is not a *CursorError", c, err)

@@ -113,9 +113,18 @@ type ListSpec struct {
 	// MaxLimit is the largest page size a client may ask for: DefaultMaxLimit
 	// when zero.
 	MaxLimit int
-	// CursorKey signs this listing's cursors (at least 16 bytes); when nil
-	// the package key is used (see SetCursorKey).
-	CursorKey []byte
+	// CursorKeys sign and verify this listing's cursors. Specs are program
+	// constants and keys are the service's, so a handler sets them on a
+	// copy of its spec (app gives modules the service's keys as
+	// Deps.CursorKeys). When nil, a random key made when the process
+	// started signs: its cursors fail after a restart and on any other
+	// instance of the service.
+	//
+	// ParseListRequest verifies a cursor's signature only when the spec it
+	// is given has CursorKeys: a RequestBinder, which cannot reach the
+	// service's keys, checks everything else, and List verifies the
+	// signature with the keys of the spec it is given.
+	CursorKeys *CursorKeys
 }
 
 // ListRequest is a client's request for one page of a listing, as an HTTP
@@ -143,17 +152,26 @@ type checkedPlan struct {
 	listing string
 	req     ListRequest // without checked
 	plan    *plan
+	// keys verified the cursor's signature; nil when ParseListRequest had
+	// none to verify it with.
+	keys *CursorKeys
 }
 
 // planFor returns the plan ParseListRequest made for req and spec, if req
-// has not changed since.
-func (req ListRequest) planFor(spec *ListSpec) *plan {
+// has not changed since; a cursor ParseListRequest could not verify is
+// verified here with the spec's keys.
+func (req ListRequest) planFor(spec *ListSpec) (*plan, error) {
 	c := req.checked
 	if c == nil || c.listing != spec.Name || c.req.Sort != req.Sort || c.req.Limit != req.Limit ||
 		c.req.Cursor != req.Cursor || !maps.Equal(c.req.Filters, req.Filters) {
-		return nil
+		return nil, nil
 	}
-	return c.plan
+	if req.Cursor != "" && c.keys != spec.keys() {
+		if err := verifyCursor(spec.keys(), req.Cursor); err != nil {
+			return nil, err
+		}
+	}
+	return c.plan, nil
 }
 
 // FilterError reports a filter outside the allow-list or with a bad value.
@@ -199,7 +217,8 @@ func (e *CursorError) Unwrap() error { return ErrInvalidCursor }
 // "limit" and "cursor", and one parameter per filter of the spec. Any other
 // parameter, or one given twice, is an error matching ErrInvalidQuery. The
 // request is checked as List would check it, cursor included, so a handler
-// can answer 400 before touching the database.
+// can answer 400 before touching the database; the cursor's signature,
+// though, only when spec has CursorKeys (see ListSpec.CursorKeys).
 func ParseListRequest(spec ListSpec, v url.Values) (ListRequest, error) {
 	if err := spec.check(); err != nil {
 		return ListRequest{}, err
@@ -246,13 +265,13 @@ func ParseListRequest(spec ListSpec, v url.Values) (ListRequest, error) {
 			req.Filters[name] = vals[0]
 		}
 	}
-	p, err := spec.checkedPlan(req)
+	p, err := spec.checkedPlan(req, spec.CursorKeys)
 	if err != nil {
 		return ListRequest{}, err
 	}
 	saved := req
 	saved.Filters = maps.Clone(req.Filters)
-	req.checked = &checkedPlan{listing: spec.Name, req: saved, plan: p}
+	req.checked = &checkedPlan{listing: spec.Name, req: saved, plan: p, keys: spec.CursorKeys}
 	return req, nil
 }
 
@@ -289,11 +308,12 @@ func (s *ListSpec) plan(req ListRequest) (*plan, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	return s.checkedPlan(req)
+	return s.checkedPlan(req, s.keys())
 }
 
-// checkedPlan checks req against a spec that passed check.
-func (s *ListSpec) checkedPlan(req ListRequest) (*plan, error) {
+// checkedPlan checks req against a spec that passed check, verifying a
+// cursor's signature with keys unless they are nil.
+func (s *ListSpec) checkedPlan(req ListRequest, keys *CursorKeys) (*plan, error) {
 	p := &plan{}
 	for _, name := range sortedKeys(req.Filters) {
 		value := req.Filters[name]
@@ -332,7 +352,7 @@ func (s *ListSpec) checkedPlan(req ListRequest) (*plan, error) {
 	}
 
 	if req.Cursor != "" {
-		c, err := decodeCursor(s.cursorKey(), req.Cursor)
+		c, err := decodeCursor(keys, req.Cursor)
 		if err != nil {
 			return nil, err
 		}
@@ -421,8 +441,8 @@ func (s *ListSpec) check() error {
 	if s.MaxLimit < 0 || s.DefaultLimit < 0 || s.defaultLimit() > s.maxLimit() {
 		return bad("limits: default %d, max %d", s.defaultLimit(), s.maxLimit())
 	}
-	if s.CursorKey != nil && len(s.CursorKey) < minKeyLen {
-		return bad("CursorKey shorter than %d bytes", minKeyLen)
+	if s.CursorKeys != nil && len(s.CursorKeys.keys) == 0 {
+		return bad("CursorKeys holds no key: make them with NewCursorKeys")
 	}
 	return nil
 }

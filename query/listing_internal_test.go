@@ -10,45 +10,108 @@ import (
 
 func TestCursorRoundTrip(t *testing.T) {
 	c := cursor{Listing: "orders", Sort: "created_at", Desc: true, Filters: "abc", Key: `2024-01-01T00:00:00.123456+00:00 "quoted" ünï`, Tie: "42"}
-	s, err := encodeCursor(fuzzSpec.CursorKey, c)
+	s, err := encodeCursor(fuzzKey, c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if url.QueryEscape(s) != s {
 		t.Errorf("cursor %q is not URL-safe", s)
 	}
-	got, err := decodeCursor(fuzzSpec.CursorKey, s)
+	got, err := decodeCursor(fuzzSpec.CursorKeys, s)
 	c.Version = cursorVersion
 	if err != nil || got != c {
 		t.Fatalf("got %+v, %v; want %+v", got, err, c)
 	}
-	if _, err := decodeCursor([]byte("another key, long enough"), s); !errors.Is(err, ErrInvalidCursor) {
+	if _, err := decodeCursor(mustKeys([]byte("another key, long enough")), s); !errors.Is(err, ErrInvalidCursor) {
 		t.Errorf("another key: %v", err)
 	}
 }
 
-func TestSetCursorKey(t *testing.T) {
-	old := *cursorKey.Load()
-	t.Cleanup(func() { cursorKey.Store(&old) })
-	spec := fuzzSpec
-	spec.CursorKey = nil
-	s, err := encodeCursor(spec.cursorKey(), cursor{Listing: "orders", Sort: "id", Key: "1", Tie: "1"})
+// During a rotation the previous key still verifies, the current one
+// signs; a key dropped from the set verifies nothing.
+func TestCursorKeysRotate(t *testing.T) {
+	oldKey, newKey := []byte("the key before the rotation"), []byte("the key after the rotation!")
+	c := cursor{Listing: "orders", Sort: "id", Key: "1", Tie: "1"}
+	old, err := encodeCursor(oldKey, c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ParseListRequest(spec, url.Values{"cursor": {s}, "sort": {"id"}}); err != nil {
-		t.Fatalf("default key: %v", err)
+	rotating := mustKeys(newKey, oldKey)
+	if _, err := decodeCursor(rotating, old); err != nil {
+		t.Fatalf("a cursor of the previous key during the rotation: %v", err)
 	}
-	SetCursorKey([]byte("a shared secret of the servers"))
-	if _, err := ParseListRequest(spec, url.Values{"cursor": {s}, "sort": {"id"}}); !errors.Is(err, ErrInvalidCursor) {
-		t.Fatalf("after SetCursorKey: %v", err)
+	fresh, err := encodeCursor(rotating.signing(), c)
+	if err != nil {
+		t.Fatal(err)
 	}
-	defer func() {
-		if recover() == nil {
-			t.Error("a short key did not panic")
+	if _, err := decodeCursor(mustKeys(newKey), fresh); err != nil {
+		t.Fatalf("the rotation signs with the current key: %v", err)
+	}
+	if _, err := decodeCursor(mustKeys(newKey), old); !errors.Is(err, ErrInvalidCursor) {
+		t.Fatalf("a cursor of a dropped key: %v", err)
+	}
+	for _, bad := range [][][]byte{{[]byte("short")}, {newKey, []byte("short")}, {nil}} {
+		if _, err := NewCursorKeys(bad[0], bad[1:]...); !errors.Is(err, ErrCursorKey) {
+			t.Errorf("NewCursorKeys(%q): %v", bad, err)
 		}
-	}()
-	SetCursorKey([]byte("short"))
+	}
+	k1, k2 := RandomCursorKeys().signing(), RandomCursorKeys().signing()
+	if len(k1) != 32 || string(k1) == string(k2) {
+		t.Error("random keys must be 32 bytes and differ")
+	}
+}
+
+// A spec without keys signs with the process's own random key, which
+// cannot be set from outside: a service holds its keys on its specs.
+func TestSpecWithoutKeysUsesTheProcessKey(t *testing.T) {
+	spec := fuzzSpec
+	spec.CursorKeys = nil
+	if spec.keys() != processKeys() || spec.keys() == nil {
+		t.Fatal("a spec without keys must use the process key")
+	}
+	s, err := encodeCursor(processKeys().signing(), cursor{Listing: "orders", Sort: "id", Key: "1", Tie: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := spec.plan(ListRequest{Cursor: s, Sort: "id"}); err != nil {
+		t.Fatalf("process key: %v", err)
+	}
+	if _, err := fuzzSpec.plan(ListRequest{Cursor: s, Sort: "id"}); !errors.Is(err, ErrInvalidCursor) {
+		t.Fatalf("a spec with its own keys accepted the process key's cursor: %v", err)
+	}
+}
+
+// ParseListRequest on a spec without keys (a binder's) checks the cursor's
+// form and what it was made for; List, given the service's keys, verifies
+// its signature.
+func TestParseWithoutKeysLeavesTheSignatureToList(t *testing.T) {
+	bare := fuzzSpec
+	bare.CursorKeys = nil
+	good := fuzzCursor(t, cursor{Listing: "orders", Sort: "id", Key: "1", Tie: "1"})
+	forged := signPayload([]byte("a forger's key of some length"), []byte(`{"v":1,"l":"orders","s":"id","k":"1","t":"1"}`))
+	for name, c := range map[string]string{"good": good, "forged": forged} {
+		req, err := ParseListRequest(bare, url.Values{"cursor": {c}, "sort": {"id"}})
+		if err != nil {
+			t.Fatalf("%s: the form is right: %v", name, err)
+		}
+		_, err = req.planFor(&fuzzSpec)
+		if name == "good" && err != nil {
+			t.Errorf("good: %v", err)
+		}
+		if name == "forged" && !errors.Is(err, ErrInvalidCursor) {
+			t.Errorf("forged: List must refuse it: %v", err)
+		}
+	}
+	if _, err := ParseListRequest(bare, url.Values{"cursor": {good}, "sort": {"total"}}); !errors.Is(err, ErrInvalidCursor) {
+		t.Errorf("a cursor of another sort: %v", err)
+	}
+	if _, err := ParseListRequest(bare, url.Values{"cursor": {"garbage"}}); !errors.Is(err, ErrInvalidCursor) {
+		t.Errorf("garbage: %v", err)
+	}
+	// With the keys on the spec, ParseListRequest refuses the forgery at once.
+	if _, err := ParseListRequest(fuzzSpec, url.Values{"cursor": {forged}, "sort": {"id"}}); !errors.Is(err, ErrInvalidCursor) {
+		t.Errorf("forged, keyed spec: %v", err)
+	}
 }
 
 func TestParseListRequest(t *testing.T) {
@@ -154,12 +217,12 @@ func TestParsedPlanIsReusedOnlyForTheUnchangedRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if req.planFor(&fuzzSpec) == nil {
+	if p, _ := req.planFor(&fuzzSpec); p == nil {
 		t.Fatal("an unchanged parsed request must carry its plan")
 	}
 	other := fuzzSpec
 	other.Name = fuzzSpec.Name + "_other"
-	if req.planFor(&other) != nil {
+	if p, _ := req.planFor(&other); p != nil {
 		t.Error("a plan must not be reused for another listing")
 	}
 	changed := []func(r *ListRequest){
@@ -173,12 +236,12 @@ func TestParsedPlanIsReusedOnlyForTheUnchangedRequest(t *testing.T) {
 		r := req
 		r.Filters = maps.Clone(req.Filters)
 		change(&r)
-		if r.planFor(&fuzzSpec) != nil {
+		if p, _ := r.planFor(&fuzzSpec); p != nil {
 			t.Errorf("change %d: a changed request must be checked again", i)
 		}
 	}
 	req.Filters["status"] = "paid" // in place, on the parsed request's own map
-	if req.planFor(&fuzzSpec) != nil {
+	if p, _ := req.planFor(&fuzzSpec); p != nil {
 		t.Error("a filter changed in place must be checked again")
 	}
 }

@@ -161,9 +161,11 @@ func getOne[T any](ctx context.Context, db Querier, sql string, args []any, scan
 // on its values, so List builds it once per shape and keeps it in a
 // bounded cache; a request only binds its values.
 func List[T any](ctx context.Context, db Querier, spec ListSpec, base squirrel.SelectBuilder, req ListRequest, scan pgx.RowToFunc[T]) (Page[T], error) {
-	p := req.planFor(&spec)
+	p, err := req.planFor(&spec)
+	if err != nil {
+		return Page[T]{}, err
+	}
 	if p == nil {
-		var err error
 		if p, err = spec.plan(req); err != nil {
 			return Page[T]{}, err
 		}
@@ -206,7 +208,7 @@ func List[T any](ctx context.Context, db Querier, spec ListSpec, base squirrel.S
 		return Page[T]{}, p.queryError(&spec, err)
 	}
 	if more {
-		page.NextCursor, err = encodeCursor(spec.cursorKey(), cursor{
+		page.NextCursor, err = encodeCursor(spec.keys().signing(), cursor{
 			Listing: spec.Name, Sort: p.sortName, Desc: p.desc, Filters: p.digest,
 			Key: last[0], Tie: last[1],
 		})

@@ -3,9 +3,6 @@ package server
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -35,6 +32,12 @@ type AuthConfig struct {
 	// P-384 or P-521). ParsePublicKeyPEM reads one. Each key verifies only
 	// its own algorithms, so a public key is never used as an HMAC secret.
 	JWTPublicKey crypto.PublicKey
+	// JWTKeys verify RS256 and ES256/ES384/ES512 tokens by their "kid"
+	// header: a key set, as ParseJWKS reads one, for an issuer that
+	// rotates its keys. A token without a kid is verified with
+	// JWTPublicKey, or with the only key of the set; an unknown kid is a
+	// 401. Each key verifies only its own algorithm (see JWTPublicKey).
+	JWTKeys map[string]crypto.PublicKey
 	// JWTIssuer and JWTAudience, when set, must match the iss and aud
 	// claims.
 	JWTIssuer   string
@@ -54,8 +57,12 @@ type AuthConfig struct {
 }
 
 func (a AuthConfig) enabled() bool {
-	return len(a.JWTSecret) > 0 || a.JWTPublicKey != nil || len(a.APIKeys) > 0
+	return len(a.JWTSecret) > 0 || a.JWTPublicKey != nil || len(a.JWTKeys) > 0 || len(a.APIKeys) > 0
 }
+
+// Enabled reports whether a has any way to authenticate, that is whether
+// routes need a bearer token.
+func (a AuthConfig) Enabled() bool { return a.enabled() }
 
 // Principal is the authenticated caller of a request.
 type Principal struct {
@@ -128,26 +135,19 @@ func newAuthenticator(cfg AuthConfig) (*authenticator, error) {
 		}
 		a.methods = append(a.methods, "HS256")
 	}
-	switch k := cfg.JWTPublicKey.(type) {
-	case nil:
-	case *rsa.PublicKey:
-		if k.N.BitLen() < 2048 {
-			return nil, fmt.Errorf("server: JWTPublicKey: RSA key of %d bits, want at least 2048", k.N.BitLen())
+	if cfg.JWTPublicKey != nil {
+		alg, err := keyAlg(cfg.JWTPublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("server: JWTPublicKey: %w", err)
 		}
-		a.methods = append(a.methods, "RS256")
-	case *ecdsa.PublicKey:
-		switch k.Curve {
-		case elliptic.P256():
-			a.methods = append(a.methods, "ES256")
-		case elliptic.P384():
-			a.methods = append(a.methods, "ES384")
-		case elliptic.P521():
-			a.methods = append(a.methods, "ES512")
-		default:
-			return nil, errors.New("server: JWTPublicKey: unsupported elliptic curve")
+		a.addMethod(alg)
+	}
+	for kid, k := range cfg.JWTKeys {
+		alg, err := keyAlg(k)
+		if err != nil {
+			return nil, fmt.Errorf("server: JWTKeys[%q]: %w", kid, err)
 		}
-	default:
-		return nil, fmt.Errorf("server: JWTPublicKey: unsupported key type %T (want *rsa.PublicKey or *ecdsa.PublicKey)", cfg.JWTPublicKey)
+		a.addMethod(alg)
 	}
 	if len(a.methods) > 0 {
 		popts := []jwt.ParserOption{jwt.WithValidMethods(a.methods), jwt.WithExpirationRequired(), jwt.WithLeeway(cfg.JWTLeeway)}
@@ -167,6 +167,37 @@ func newAuthenticator(cfg AuthConfig) (*authenticator, error) {
 		a.keys = append(a.keys, apiKey{hash: h, scopes: slices.Clone(scopes), name: "api-key:" + hex.EncodeToString(h[:6])})
 	}
 	return a, nil
+}
+
+func (a *authenticator) addMethod(alg string) {
+	if !slices.Contains(a.methods, alg) {
+		a.methods = append(a.methods, alg)
+	}
+}
+
+// publicKey picks the key that verifies t: by its kid in JWTKeys, else
+// JWTPublicKey, else the only key of JWTKeys; and only for the algorithm
+// that key verifies.
+func (a *authenticator) publicKey(t *jwt.Token) (any, error) {
+	var key crypto.PublicKey
+	kid, hasKid := t.Header["kid"].(string)
+	switch {
+	case hasKid && len(a.cfg.JWTKeys) > 0:
+		key = a.cfg.JWTKeys[kid]
+	case a.cfg.JWTPublicKey != nil:
+		key = a.cfg.JWTPublicKey
+	case len(a.cfg.JWTKeys) == 1:
+		for _, k := range a.cfg.JWTKeys {
+			key = k
+		}
+	}
+	if key == nil {
+		return nil, jwt.ErrTokenUnverifiable
+	}
+	if alg, err := keyAlg(key); err != nil || alg != t.Method.Alg() {
+		return nil, jwt.ErrTokenUnverifiable
+	}
+	return key, nil
 }
 
 // authenticate reads the request's bearer token.
@@ -210,9 +241,7 @@ func (s *Server) authenticateJWT(token string) (Principal, *Problem) {
 				return a.cfg.JWTSecret, nil
 			}
 		case *jwt.SigningMethodRSA, *jwt.SigningMethodECDSA:
-			if a.cfg.JWTPublicKey != nil {
-				return a.cfg.JWTPublicKey, nil
-			}
+			return a.publicKey(t)
 		}
 		return nil, jwt.ErrTokenUnverifiable
 	})

@@ -501,6 +501,7 @@ func (s *Server) readCommandBody(r *http.Request) ([]byte, error) {
 		}
 	}
 	if r.ContentLength > s.cfg.BodyLimit {
+		s.discardBody(r)
 		return nil, badRequest(ProblemBodyTooLarge, "the request body exceeds %d bytes", s.cfg.BodyLimit)
 	}
 	var body []byte
@@ -510,6 +511,7 @@ func (s *Server) readCommandBody(r *http.Request) ([]byte, error) {
 		var tooLarge *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooLarge) || int64(len(body)) > s.cfg.BodyLimit:
+			s.discardBody(r)
 			return nil, badRequest(ProblemBodyTooLarge, "the request body exceeds %d bytes", s.cfg.BodyLimit)
 		case err != nil:
 			return nil, badRequest(ProblemMalformedJSON, "the request body could not be read").wrap(err)
@@ -537,7 +539,7 @@ func checkJSONMediaType(ct string) error {
 }
 
 // decodeCommand decodes a JSON object into ptr, strictly: no unknown
-// fields, no trailing data.
+// fields, no trailing data, no key twice in one object.
 func decodeCommand(body []byte, ptr any) error {
 	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
 		if json.Valid(body) {
@@ -552,6 +554,9 @@ func decodeCommand(body []byte, ptr any) error {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return badRequest(ProblemMalformedJSON, "the request body has data after the JSON object")
+	}
+	if key, dup := duplicateKey(body); dup {
+		return badRequest(ProblemDuplicateKey, "the key %q appears more than once in one object (keys that differ only in case count as the same)", clip(key))
 	}
 	return nil
 }

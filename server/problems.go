@@ -42,12 +42,20 @@ const (
 	// ProblemWrongType (400): a member (or the body itself, or a path
 	// parameter of a command) has a value of the wrong JSON type or form.
 	ProblemWrongType = ProblemBase + "wrong-type"
+	// ProblemDuplicateKey (400): an object in the body has the same key
+	// twice (keys that differ only in case count as the same).
+	ProblemDuplicateKey = ProblemBase + "duplicate-key"
 	// ProblemBodyTooLarge (400): the body exceeds the server's limit.
 	ProblemBodyTooLarge = ProblemBase + "body-too-large"
+	// ProblemHeadersTooLarge (431): the request's headers exceed the
+	// server's limit (Config.MaxHeaderBytes).
+	ProblemHeadersTooLarge = ProblemBase + "headers-too-large"
 	// ProblemInvalidQuery (400): a query's path or query parameters do not
 	// bind (unknown, repeated or malformed parameters), its Validate method
-	// refused it, or its handler returned an error matching
-	// query.ErrInvalidQuery (a bad cursor, sort or filter).
+	// refused it, its handler returned an error matching
+	// query.ErrInvalidQuery (a bad cursor, sort or filter), or PostgreSQL
+	// refused a value the handler passed it as out of its type's range or
+	// form (see dataException).
 	ProblemInvalidQuery = ProblemBase + "invalid-query"
 	// ProblemInvalidPosition (400): the X-Cairn-Min-Position header is not
 	// a position token.
@@ -84,7 +92,8 @@ const (
 	ProblemCommandRejected = ProblemBase + "command-rejected"
 	// ProblemInvalidCommand (422): the command failed its Validate method
 	// (command.ErrInvalidCommand), or the event store refused its stream
-	// ID or event size.
+	// ID, its event size or a value it cannot keep
+	// (eventstore.ErrInvalidEvent: a NUL character, say).
 	ProblemInvalidCommand = ProblemBase + "invalid-command"
 	// ProblemWaitTimeout (503): the read models behind the route did not
 	// reach the X-Cairn-Min-Position in time. Retry-After says when to try
@@ -120,7 +129,9 @@ var problemTitles = map[string]string{
 	ProblemMalformedJSON:         "Malformed JSON",
 	ProblemUnknownField:          "Unknown field",
 	ProblemWrongType:             "Wrong type",
+	ProblemDuplicateKey:          "Duplicate key",
 	ProblemBodyTooLarge:          "Request body too large",
+	ProblemHeadersTooLarge:       "Request headers too large",
 	ProblemInvalidQuery:          "Invalid query",
 	ProblemInvalidPosition:       "Invalid position token",
 	ProblemInvalidIdempotencyKey: "Invalid idempotency key",
@@ -240,6 +251,8 @@ func (s *Server) problemFor(err error) *Problem {
 		return NewProblem(http.StatusUnprocessableEntity, ProblemInvalidCommand, "the command names an invalid identifier").wrap(err)
 	case errors.Is(err, eventstore.ErrEventTooLarge):
 		return NewProblem(http.StatusUnprocessableEntity, ProblemInvalidCommand, "the command's events are too large").wrap(err)
+	case errors.Is(err, eventstore.ErrInvalidEvent):
+		return invalidEvent(err)
 	case readModelMissing(err):
 		return s.unavailable(ProblemReadModelUnavailable, "the read model is not built yet; try again later").wrap(err)
 	case pgerr.Transient(err):
@@ -271,6 +284,44 @@ func (s *Server) problemForHTTPError(he *echo.HTTPError) *Problem {
 		return &Problem{Type: "about:blank", Title: http.StatusText(he.Code), Status: he.Code, Err: he}
 	}
 	return NewProblem(http.StatusInternalServerError, ProblemInternal, "an internal error occurred; quote the request ID when reporting it").wrap(he)
+}
+
+// invalidEvent is the 422 of a command whose events the store refused (a
+// NUL character or an unpaired surrogate in a value, say): the client's
+// input, since the events carry what the command did. The detail is the
+// store's reason, which names the field but no stream or internal state.
+func invalidEvent(err error) *Problem {
+	detail := "the command's events carry a value the event store cannot keep"
+	var ve *eventstore.ValidationError
+	if errors.As(err, &ve) && ve.Reason != "" {
+		detail += ": " + ve.Reason
+	}
+	return NewProblem(http.StatusUnprocessableEntity, ProblemInvalidCommand, detail).wrap(err)
+}
+
+// dataException tells a PostgreSQL error that a value the statement was
+// given is out of the type's range or malformed (a date before year 1, a
+// NUL in a text parameter, a number too large): on a query route, the
+// request's parameters, which the route validated as far as it knew. Only
+// these codes of class 22 count; others of the class (division by zero,
+// say) come from the query's own arithmetic on stored data and stay 500s.
+func dataException(err error) bool {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return false
+	}
+	switch pe.Code {
+	case "22001", // string_data_right_truncation
+		"22003", // numeric_value_out_of_range
+		"22007", // invalid_datetime_format
+		"22008", // datetime_field_overflow
+		"22009", // invalid_time_zone_displacement_value
+		"22021", // character_not_in_repertoire (a NUL in text)
+		"22P02", // invalid_text_representation
+		"22P05": // untranslatable_character
+		return true
+	}
+	return false
 }
 
 // unavailable is a 503 with Retry-After.

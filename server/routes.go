@@ -28,6 +28,7 @@ type routeConfig struct {
 	anonymous bool
 	response  any // func(C, command.Result) any
 	maxWait   time.Duration
+	policy    routePolicy // see policy.go
 }
 
 // WithScopes replaces the route's required scopes (by default the read
@@ -109,6 +110,14 @@ func Query[Q, R any](s *Server, path string, opts ...RouteOption) error {
 	if rc.response != nil {
 		return fmt.Errorf("server: route GET %s: WithResponse applies to command routes", path)
 	}
+	authorize, err := compilePolicy[Q]("GET "+path, rc)
+	if err != nil {
+		return err
+	}
+	authorizeResult, err := compileResultPolicy[Q, R]("GET "+path, rc)
+	if err != nil {
+		return err
+	}
 	spec := querySpec(reflect.TypeFor[Q]())
 	plan := planPath(reflect.TypeFor[Q]())
 	h := func(c echo.Context) error {
@@ -120,6 +129,9 @@ func Query[Q, R any](s *Server, path string, opts ...RouteOption) error {
 		if err := s.bindQuery(c, ptr, spec, plan); err != nil {
 			return err
 		}
+		if err := authorize(c, *q); err != nil {
+			return err
+		}
 		if len(projections) > 0 && !pos.IsZero() {
 			if err := s.waitFor(c, pos, projections, rc.maxWait); err != nil {
 				return err
@@ -127,6 +139,12 @@ func Query[Q, R any](s *Server, path string, opts ...RouteOption) error {
 		}
 		res, err := query.Ask[Q, R](c.Request().Context(), s.bus, *q)
 		if err != nil {
+			if dataException(err) {
+				return badRequest(ProblemInvalidQuery, "a query parameter is outside the range or form the database accepts").wrap(err)
+			}
+			return err
+		}
+		if err := authorizeResult(c, *q, res); err != nil {
 			return err
 		}
 		return writeJSON(c, http.StatusOK, res)
@@ -215,6 +233,10 @@ func Command[C any](s *Server, path string, opts ...RouteOption) error {
 		}
 		shape = fn
 	}
+	authorize, err := commandPolicy[C]("POST "+path, rc)
+	if err != nil {
+		return err
+	}
 	h := func(c echo.Context) error {
 		r := c.Request()
 		if r.URL.RawQuery != "" {
@@ -240,6 +262,9 @@ func Command[C any](s *Server, path string, opts ...RouteOption) error {
 			return err
 		}
 		cmd := *v
+		if err := authorize(c, cmd); err != nil {
+			return err
+		}
 		meta := map[string]string{"request_id": requestIDOf(c)}
 		if p, ok := PrincipalFrom(r.Context()); ok && p.Subject != "" {
 			meta["principal"] = p.Subject

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -41,6 +42,13 @@ const (
 	DefaultReadyMaxLag       = 10_000
 	DefaultCheckTimeout      = 2 * time.Second
 	DefaultMetricsPath       = "/metrics"
+	// DrainFactor times Config.BodyLimit is the most of a too-large body
+	// the server reads and discards before answering; past it, the answer
+	// goes out and the connection is closed.
+	DrainFactor = 8
+	// headerSlack is how many times Config.MaxHeaderBytes net/http reads
+	// before answering 431 itself, in plain text.
+	headerSlack = 4
 )
 
 // Config configures a Server. The zero value is usable: every zero field
@@ -63,9 +71,17 @@ type Config struct {
 	// (20s); connections still busy then are closed.
 	ShutdownTimeout time.Duration
 	// BodyLimit bounds request bodies, in bytes (1 MiB). A larger body is
-	// answered with 400 and the problem type body-too-large.
+	// answered with 400 and the problem type body-too-large, after the
+	// server has read and discarded it (up to DrainFactor times the limit,
+	// unless the client asked for 100-continue): a client that writes its
+	// whole body before reading then gets the answer instead of a reset
+	// connection.
 	BodyLimit int64
-	// MaxHeaderBytes bounds request headers (64 KiB).
+	// MaxHeaderBytes bounds request headers (64 KiB). Headers over it are
+	// answered 431 with the problem type headers-too-large. net/http
+	// itself, which answers in plain text before any handler runs, is
+	// given four times this bound, so that only headers far over it (and
+	// headers net/http cannot parse) get its plain-text answer.
 	MaxHeaderBytes int
 	// MaxWait bounds a read-your-writes wait (X-Cairn-Min-Position) on GET
 	// routes (5s); WithMaxWait changes it per route. It must be shorter
@@ -239,7 +255,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		MaxHeaderBytes:    headerSlack * cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.mountOps()
@@ -381,6 +397,9 @@ func newRequestID(t time.Time) string {
 type requestState struct {
 	context.Context
 	id string
+	// raw is the request's body as net/http gave it, before the body
+	// limit: what is left of a too-large body is discarded from it.
+	raw io.ReadCloser
 }
 
 type requestStateKey struct{}
@@ -431,8 +450,10 @@ func (s *Server) outer(next echo.HandlerFunc) echo.HandlerFunc {
 
 		ctx, cancel := context.WithTimeout(req.Context(), s.cfg.WriteTimeout)
 		defer cancel()
-		req = req.WithContext(&requestState{Context: ctx, id: rid})
+		st := &requestState{Context: ctx, id: rid}
+		req = req.WithContext(st)
 		if req.Body != nil && req.Body != http.NoBody {
+			st.raw = req.Body
 			req.Body = http.MaxBytesReader(c.Response(), req.Body, s.cfg.BodyLimit)
 		}
 		c.SetRequest(req)
@@ -440,7 +461,13 @@ func (s *Server) outer(next echo.HandlerFunc) echo.HandlerFunc {
 		s.metrics.inFlight.Inc()
 		defer s.metrics.inFlight.Dec()
 
-		err := s.guard(c, next)
+		var err error
+		if n := headerSize(req); n > s.cfg.MaxHeaderBytes {
+			err = NewProblem(http.StatusRequestHeaderFieldsTooLarge, ProblemHeadersTooLarge,
+				fmt.Sprintf("the request's headers take %d bytes, over the limit of %d", n, s.cfg.MaxHeaderBytes))
+		} else {
+			err = s.guard(c, next)
+		}
 		var p *Problem
 		if err != nil {
 			p = s.problemFor(err)
@@ -458,6 +485,38 @@ func (s *Server) outer(next echo.HandlerFunc) echo.HandlerFunc {
 		s.accessLog(c, rid, route.label, status, elapsed, p)
 		return nil
 	}
+}
+
+// headerSize counts the bytes of the request line and headers as the
+// client sent them (near enough: net/http has folded their spelling).
+func headerSize(r *http.Request) int {
+	n := len(r.Method) + len(r.RequestURI) + len(r.Proto) + 4
+	if r.Host != "" {
+		n += len("Host: ") + len(r.Host) + 2
+	}
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
+// discardBody reads and drops what is left of a too-large body, up to
+// DrainFactor times the limit, so that a client still writing it sees the
+// answer rather than a reset connection. A client that asked for
+// 100-continue has sent nothing yet and is answered at once, as is one
+// that declared a body longer than the bound.
+func (s *Server) discardBody(r *http.Request) {
+	st, ok := r.Context().Value(requestStateKey{}).(*requestState)
+	if !ok || st.raw == nil || strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
+		return
+	}
+	bound := DrainFactor * s.cfg.BodyLimit
+	if r.ContentLength > bound {
+		return
+	}
+	_, _ = io.CopyN(io.Discard, st.raw, bound)
 }
 
 // guard runs next, turning a panic into an error.

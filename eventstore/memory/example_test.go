@@ -42,15 +42,17 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
+	// Data comes back as PostgreSQL's jsonb gives it: keys ordered by
+	// length, then bytewise, with ", " and ": " between items.
 	for _, e := range events {
 		fmt.Printf("v%d %s %s\n", e.Version, e.Type, e.Data)
 	}
 	// Output:
 	// appended versions 1-2 at 1.2
 	// conflict: expected version 2, stream is at 3
-	// v1 OrderPlaced {"sku":"A-1","qty":2}
-	// v2 OrderPaid {"amount":"25.00"}
-	// v3 OrderShipped {"carrier":"post"}
+	// v1 OrderPlaced {"qty": 2, "sku": "A-1"}
+	// v2 OrderPaid {"amount": "25.00"}
+	// v3 OrderShipped {"carrier": "post"}
 }
 
 func ExampleStore_ReadLog() {

@@ -114,10 +114,12 @@ func (s *Store) Append(ctx context.Context, streamID string, expected eventstore
 	for i := range prepared {
 		size += len(prepared[i].Data)
 	}
-	buf := make([]byte, 0, size)
+	buf := make([]byte, 0, size+size/4)
 	for i := range prepared {
 		e := &prepared[i]
-		e.Data, buf = appendBytes(buf, e.Data)
+		if e.Data, buf, err = appendJSONB(buf, e.Data); err != nil {
+			return eventstore.AppendResult{}, err
+		}
 		e.Metadata.Extra = maps.Clone(e.Metadata.Extra)
 	}
 	var cmd *eventstore.CommandRecord
@@ -165,7 +167,9 @@ func (s *Store) appendLocked(ctx context.Context, streamID string, expected even
 	res := eventstore.AppendResult{StreamID: streamID, FirstVersion: current + 1, Version: current}
 	if len(events) > 0 {
 		s.lastTx++
-		now := time.Now().UTC()
+		// PostgreSQL keeps microseconds: so does this store, so that a
+		// time read back compares Equal in both.
+		now := time.Now().UTC().Truncate(time.Microsecond)
 		cat := eventstore.Category(streamID)
 		for k, e := range events {
 			i := len(s.log)
@@ -418,23 +422,22 @@ func (s *Store) LoadSnapshot(ctx context.Context, streamID string) (eventstore.S
 }
 
 // SaveSnapshot stores snap unless the stored snapshot of the stream has a
-// higher version; at an equal version the newer save wins. A zero TakenAt
-// is set to the current time.
+// higher version; at an equal version the newer save wins. TakenAt is set
+// to the current time, in whole microseconds, and Data kept in jsonb's
+// form, as the PostgreSQL store does.
 func (s *Store) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) error {
-	if err := eventstore.ValidateStreamID(snap.StreamID); err != nil {
+	if err := eventstore.ValidateSnapshot(snap); err != nil {
 		return err
-	}
-	if len(snap.Data) > 0 && !json.Valid(snap.Data) {
-		return &eventstore.ValidationError{Err: eventstore.ErrInvalidEvent, StreamID: snap.StreamID, Index: -1, Reason: "snapshot data is not valid JSON"}
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	snap.Data = bytes.Clone(snap.Data)
-	if snap.TakenAt.IsZero() {
-		snap.TakenAt = time.Now()
+	data, err := eventstore.AppendJSONB(nil, snap.Data)
+	if err != nil {
+		return err
 	}
-	snap.TakenAt = snap.TakenAt.UTC()
+	snap.Data = data
+	snap.TakenAt = time.Now().UTC().Truncate(time.Microsecond)
 	s.snapMu.Lock()
 	defer s.snapMu.Unlock()
 	if old, ok := s.snapshots[snap.StreamID]; ok && old.Version > snap.Version {
@@ -460,6 +463,19 @@ func (s *Store) clone(idx []int) []eventstore.RecordedEvent {
 		out[k] = e
 	}
 	return out
+}
+
+// appendJSONB appends data, in jsonb's form, to buf and returns it, capped
+// so that appending to it cannot overwrite what follows, and the grown
+// buf. PrepareAppend has validated data, so an error is a bug of this
+// package or of eventstore's.
+func appendJSONB(buf, data []byte) (json.RawMessage, []byte, error) {
+	start := len(buf)
+	buf, err := eventstore.AppendJSONB(buf, data)
+	if err != nil {
+		return nil, buf, fmt.Errorf("memory: %w", err)
+	}
+	return json.RawMessage(buf[start:len(buf):len(buf)]), buf, nil
 }
 
 // appendBytes copies b to the end of buf and returns the copy, capped so that

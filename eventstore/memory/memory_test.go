@@ -204,7 +204,9 @@ func TestSnapshotValidation(t *testing.T) {
 	require.ErrorIs(t, err, eventstore.ErrInvalidStreamID)
 	err = s.SaveSnapshot(ctx, eventstore.Snapshot{StreamID: "a-1", Version: 1, Data: []byte(`{`)})
 	require.ErrorIs(t, err, eventstore.ErrInvalidEvent)
-	require.NoError(t, s.SaveSnapshot(ctx, eventstore.Snapshot{StreamID: "a-1", Version: 1}))
+	err = s.SaveSnapshot(ctx, eventstore.Snapshot{StreamID: "a-1", Version: 1})
+	require.ErrorIs(t, err, eventstore.ErrInvalidEvent, "empty data")
+	require.NoError(t, s.SaveSnapshot(ctx, eventstore.Snapshot{StreamID: "a-1", Version: 1, Data: []byte(`{}`)}))
 	got, ok, err := s.LoadSnapshot(ctx, "a-1")
 	require.NoError(t, err)
 	require.True(t, ok)
@@ -224,7 +226,7 @@ func TestConcurrentReadersAndWriters(t *testing.T) {
 				_, err := s.Append(ctx, fmt.Sprintf("s-%d", i%5), eventstore.Any, events("T", 1+i%3),
 					eventstore.WithCommand(eventstore.CommandRecord{ID: fmt.Sprintf("c-%d-%d", w, i)}))
 				assert.NoError(t, err)
-				assert.NoError(t, s.SaveSnapshot(ctx, eventstore.Snapshot{StreamID: "s-0", Version: int64(i)}))
+				assert.NoError(t, s.SaveSnapshot(ctx, eventstore.Snapshot{StreamID: "s-0", Version: int64(i), Data: []byte(`{}`)}))
 			}
 		})
 	}

@@ -365,8 +365,8 @@ func (s *Store) LoadSnapshot(ctx context.Context, streamID string) (eventstore.S
 
 // SaveSnapshot implements eventstore.SnapshotStore.
 func (s *Store) SaveSnapshot(ctx context.Context, sn eventstore.Snapshot) error {
-	if !json.Valid(sn.Data) {
-		return &eventstore.ValidationError{Err: eventstore.ErrInvalidEvent, StreamID: sn.StreamID, Index: -1, Reason: "snapshot data is not valid JSON"}
+	if err := eventstore.ValidateSnapshot(sn); err != nil {
+		return err
 	}
 	if _, err := s.pool.Exec(ctx, s.q.saveSnapshot, sn.StreamID, sn.Version, sn.Type, sn.SchemaVersion, string(sn.Data)); err != nil {
 		return fmt.Errorf("postgres: saving snapshot of %q: %w", sn.StreamID, err)

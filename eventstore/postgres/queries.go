@@ -58,7 +58,7 @@ func newQueries(schema string) queries {
 			VALUES ($1, $2, $3, $4, $5::jsonb)
 			ON CONFLICT (stream_id) DO UPDATE
 			SET version = excluded.version, type = excluded.type, schema_version = excluded.schema_version, data = excluded.data, taken_at = now()
-			WHERE s.version < excluded.version`),
+			WHERE s.version <= excluded.version`),
 		holders: `SELECT pid, backend_xid::text::bigint, coalesce(datname, ''), coalesce(state, ''), xact_start, left(coalesce(query, ''), 200)
 			FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()
 			UNION ALL

@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -28,6 +29,10 @@ func RunSnapshots(t *testing.T, newStore func(t *testing.T) eventstore.SnapshotS
 		{"NewerReplacesOlder", testSnapshotNewer},
 		{"OlderIgnored", testSnapshotOlder},
 		{"PerStream", testSnapshotPerStream},
+		{"SameVersionReplaces", testSnapshotSameVersion},
+		{"TakenAtIsTheStores", testSnapshotTakenAt},
+		{"InvalidRefused", testSnapshotInvalid},
+		{"DataForm", testSnapshotDataForm},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -117,4 +122,62 @@ func testSnapshotPerStream(t *testing.T, ctx context.Context, s eventstore.Snaps
 	_, ok, err := s.LoadSnapshot(ctx, "order-3")
 	require.NoError(t, err)
 	assert.False(t, ok)
+}
+
+// Saving twice at one version keeps the second save: an aggregate whose
+// snapshot shape changed re-takes it at the same version, and the old
+// shape must not stay.
+func testSnapshotSameVersion(t *testing.T, ctx context.Context, s eventstore.SnapshotStore) {
+	require.NoError(t, s.SaveSnapshot(ctx, snapshot("order-1", 5, `{"v":"first"}`)))
+	second := snapshot("order-1", 5, `{"v":"second"}`)
+	second.SchemaVersion = 3
+	require.NoError(t, s.SaveSnapshot(ctx, second))
+	requireSnapshot(t, second, loadSnapshot(t, ctx, s, "order-1"))
+}
+
+// TakenAt is the store's clock when it saved, in UTC and whole
+// microseconds, whatever the caller put there.
+func testSnapshotTakenAt(t *testing.T, ctx context.Context, s eventstore.SnapshotStore) {
+	sn := snapshot("order-1", 5, `{"v":5}`)
+	sn.TakenAt = time.Date(2001, 2, 3, 4, 5, 6, 789, time.FixedZone("X", 3600))
+	require.NoError(t, s.SaveSnapshot(ctx, sn))
+	got := loadSnapshot(t, ctx, s, "order-1")
+	assert.WithinDuration(t, time.Now(), got.TakenAt, recentWindow, "TakenAt is the store's time of saving")
+	assert.Equal(t, time.UTC, got.TakenAt.Location())
+	assert.Equal(t, got.TakenAt.Truncate(time.Microsecond), got.TakenAt, "TakenAt has sub-microsecond digits")
+}
+
+// A snapshot the store could not give back as it is given is refused, with
+// the same typed error as an append, and nothing is stored.
+func testSnapshotInvalid(t *testing.T, ctx context.Context, s eventstore.SnapshotStore) {
+	tests := []struct {
+		name     string
+		snap     eventstore.Snapshot
+		sentinel error
+	}{
+		{"EmptyStreamID", snapshot("", 1, `{}`), eventstore.ErrInvalidStreamID},
+		{"SpaceInStreamID", snapshot("order 1", 1, `{}`), eventstore.ErrInvalidStreamID},
+		{"EmptyData", snapshot("order-1", 1, ``), eventstore.ErrInvalidEvent},
+		{"DataNotJSON", snapshot("order-1", 1, `{"a":`), eventstore.ErrInvalidEvent},
+		{"NULInData", snapshot("order-1", 1, `{"a":"\u0000"}`), eventstore.ErrInvalidEvent},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := s.SaveSnapshot(ctx, tc.snap)
+			require.ErrorIs(t, err, tc.sentinel)
+			var ve *eventstore.ValidationError
+			require.ErrorAs(t, err, &ve)
+			_, ok, err := s.LoadSnapshot(ctx, tc.snap.StreamID)
+			require.NoError(t, err)
+			assert.False(t, ok, "a refused snapshot was stored")
+		})
+	}
+}
+
+func testSnapshotDataForm(t *testing.T, ctx context.Context, s eventstore.SnapshotStore) {
+	for i, f := range dataForms {
+		id := fmt.Sprintf("order-%d", i)
+		require.NoError(t, s.SaveSnapshot(ctx, snapshot(id, 1, f.in)))
+		assert.Equal(t, f.want, string(loadSnapshot(t, ctx, s, id).Data), "data %s", f.in)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/app"
@@ -32,28 +33,16 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	pool := pgtest.Pool(t, 10)
-	schema := pgtest.Schema(t, pool)
-	// Projections are schemas named after them, outside the store's
-	// schema: the prefix keeps this test's apart from other tests'.
-	prefix := fmt.Sprintf("t%x_", pgtest.Suffix())
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, app.Config{
-		Pool: pool, Schema: schema, NoMigrate: true, Logger: quiet,
-		Server: server.Config{NoSignals: true},
-	}, ordering.Module{Prefix: prefix})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.RunWith(ctx, app.RunOptions{NoServer: true, NoSagas: true}) }()
+	return newEnvOn(t, pool, pgtest.Schema(t, pool), fmt.Sprintf("t%x_", pgtest.Suffix()), nil)
+}
+
+// newEnvOn assembles the context on schema with its projections named
+// with prefix, configured by configure, and runs its projections.
+func newEnvOn(t *testing.T, pool *pgxpool.Pool, schema, prefix string, configure func(*app.Config)) *env {
+	t.Helper()
+	// Cleanups run last first: the read model is dropped after every
+	// instance has stopped.
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-		a.Close()
 		for _, p := range []string{ordering.OrderSummaryProjection, ordering.SalesByDayProjection} {
 			for _, suffix := range []string{"", "__shadow", "__old"} {
 				if _, err := pool.Exec(context.Background(), `DROP SCHEMA IF EXISTS "`+prefix+p+suffix+`" CASCADE`); err != nil {
@@ -62,7 +51,39 @@ func newEnv(t *testing.T) *env {
 			}
 		}
 	})
+	ctx, cancel := context.WithCancel(context.Background())
+	a := newApp(t, pool, schema, prefix, configure)
+	done := make(chan error, 1)
+	go func() { done <- a.RunWith(ctx, app.RunOptions{NoServer: true, NoSagas: true}) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
 	return &env{t: t, d: a.Deps()}
+}
+
+// newApp assembles the context, running nothing: another instance of the
+// service, whose routes serve in-process. Projections are schemas named
+// after them, outside the store's schema: the prefix keeps this test's
+// apart from other tests'. Only newEnvOn drops them.
+func newApp(t *testing.T, pool *pgxpool.Pool, schema, prefix string, configure func(*app.Config)) *app.App {
+	t.Helper()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := app.Config{
+		Pool: pool, Schema: schema, NoMigrate: true, NoEnv: true, Logger: quiet,
+		Server: server.Config{NoSignals: true},
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	a, err := app.New(context.Background(), cfg, ordering.Module{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	return a
 }
 
 type response struct {
@@ -312,6 +333,7 @@ func TestOrderingRefusals(t *testing.T) {
 		"/stats/sales?from=2024-05-32&to=2024-06-01": "from must be a date, YYYY-MM-DD",
 		"/stats/sales?from=2024-05-01":               "to must be a date, YYYY-MM-DD",
 		"/stats/sales?from=yesterday&to=2024-06-01":  "from must be a date, YYYY-MM-DD",
+		"/stats/sales?from=0000-01-01&to=2026-01-01": "from and to must be in year 1 or later",
 	} {
 		r := e.do(http.MethodGet, target, "")
 		requireProblem(t, r, http.StatusBadRequest, "invalid-query", detail)

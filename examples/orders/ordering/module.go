@@ -40,7 +40,8 @@ func (m Module) Register(d *app.Deps) error {
 	h := handlers{orders: aggregate.NewRepository(d.Store, d.Registry, "order", NewOrder)}
 	summary := newOrderSummary(d.Registry, m.Prefix+OrderSummaryProjection)
 	sales := newSalesByDay(d.Registry, m.Prefix+SalesByDayProjection)
-	q := newQueries(d.Store.Pool(), summary.Name(), sales.Name())
+	q := newQueries(d.Store.Pool(), summary.Name(), sales.Name(), d.CursorKeys)
+	pol := policies(h)
 
 	// Registration order matters for routes only: a query route needs its
 	// handler on the bus and its projections on the manager first.
@@ -60,11 +61,14 @@ func (m Module) Register(d *app.Deps) error {
 		query.Register(d.Queries, query.HandlerFunc[ListOrders, query.Page[OrderView]](q.listOrders), query.ReadsFrom(summary.Name())),
 		query.Register(d.Queries, query.HandlerFunc[SalesByDay, SalesReport](q.salesByDayRange), query.ReadsFrom(sales.Name())),
 
-		server.Command[PlaceOrder](d.Server, "/orders", server.WithResponse(placeOrderResponse)),
-		server.Command[CancelOrder](d.Server, "/orders/:id/cancel"),
-		server.Query[GetOrder, OrderView](d.Server, "/orders/:id"),
-		server.Query[ListOrders, query.Page[OrderView]](d.Server, "/orders"),
-		server.Query[SalesByDay, SalesReport](d.Server, "/stats/sales"),
+		// With authentication on, the policies let customers at their own
+		// orders only (see policies), and the sales figures need the
+		// operator scope.
+		server.Command[PlaceOrder](d.Server, "/orders", server.WithResponse(placeOrderResponse), server.WithPolicy(pol.placeOrder)),
+		server.Command[CancelOrder](d.Server, "/orders/:id/cancel", server.WithPolicy(pol.cancelOrder)),
+		server.Query[GetOrder, OrderView](d.Server, "/orders/:id", server.WithResultPolicy(pol.getOrder)),
+		server.Query[ListOrders, query.Page[OrderView]](d.Server, "/orders", server.WithPolicy(pol.listOrders)),
+		server.Query[SalesByDay, SalesReport](d.Server, "/stats/sales", server.WithScopes("read", OperatorScope)),
 	)
 }
 

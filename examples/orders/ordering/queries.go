@@ -60,7 +60,9 @@ var ordersListing = query.ListSpec{
 
 // BindRequest implements server.RequestBinder: the query string becomes a
 // checked ListRequest, so a bad filter, sort or cursor is a 400 before any
-// database work.
+// database work. The cursor's signature needs the service's keys, which a
+// binder cannot reach: the handler's query.List verifies it (a forged
+// cursor is a 400 all the same).
 func (q *ListOrders) BindRequest(_ map[string]string, values url.Values) error {
 	req, err := query.ParseListRequest(ordersListing, values)
 	q.Request = req
@@ -83,6 +85,10 @@ func (q SalesByDay) Validate() error {
 	to, err := time.Parse(time.DateOnly, q.To)
 	if err != nil {
 		return errors.New("to must be a date, YYYY-MM-DD")
+	}
+	// PostgreSQL has no year 0 (Go parses at most year 9999, which it has).
+	if from.Year() < 1 || to.Year() < 1 {
+		return errors.New("from and to must be in year 1 or later")
 	}
 	if from.After(to) {
 		return fmt.Errorf("from (%s) is after to (%s)", q.From, q.To)
@@ -110,13 +116,19 @@ type queries struct {
 	db         query.Querier
 	summary    string // the order_summary table, qualified
 	salesByDay string // the sales_by_day table, qualified
+	// listing is ordersListing with the service's cursor keys, so that
+	// every instance of the service accepts the others' cursors.
+	listing query.ListSpec
 }
 
-func newQueries(db query.Querier, summarySchema, salesSchema string) queries {
+func newQueries(db query.Querier, summarySchema, salesSchema string, keys *query.CursorKeys) queries {
+	listing := ordersListing
+	listing.CursorKeys = keys
 	return queries{
 		db:         db,
 		summary:    pgx.Identifier{summarySchema, OrderSummaryProjection}.Sanitize(),
 		salesByDay: pgx.Identifier{salesSchema, SalesByDayProjection}.Sanitize(),
+		listing:    listing,
 	}
 }
 
@@ -130,7 +142,7 @@ func (q queries) getOrder(ctx context.Context, g GetOrder) (OrderView, error) {
 }
 
 func (q queries) listOrders(ctx context.Context, l ListOrders) (query.Page[OrderView], error) {
-	return query.List(ctx, q.db, ordersListing, q.orders(), l.Request, scanOrder)
+	return query.List(ctx, q.db, q.listing, q.orders(), l.Request, scanOrder)
 }
 
 func (q queries) salesByDayRange(ctx context.Context, s SalesByDay) (SalesReport, error) {

@@ -26,7 +26,9 @@ import (
 
 func demoCmd() *cobra.Command {
 	var (
-		f    systemFlags
+		// The demo's client sends no tokens: the environment's
+		// authentication settings are not for it.
+		f    = systemFlags{noEnv: true}
 		opts demo.Options
 		exit bool
 	)

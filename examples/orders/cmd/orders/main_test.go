@@ -223,3 +223,21 @@ func freeAddr(t *testing.T) string {
 	require.NoError(t, ln.Close())
 	return addr
 }
+
+// serve's authentication flags are read, and a bad one fails the start
+// before the database is touched (this URL has no server behind it).
+func TestServeSecurityFlags(t *testing.T) {
+	out, _, err := execute("serve", "--help")
+	require.NoError(t, err)
+	for _, flag := range []string{"--api-keys-file", "--jwt-secret-file", "--jwks-file", "--jwt-public-key-file", "--metrics-scope", "--cursor-key-file", "--cursor-key-previous-file"} {
+		require.Contains(t, out, flag)
+	}
+	dir := t.TempDir()
+	keys := dir + "/keys"
+	require.NoError(t, os.WriteFile(keys, []byte("no scopes here\n"), 0o600))
+	unused := "postgres://postgres@127.0.0.1:1/none?sslmode=disable"
+	_, _, err = execute("serve", "--addr", freeAddr(t), "--database-url", unused, "--api-keys-file", keys)
+	require.ErrorContains(t, err, "CAIRN_API_KEYS")
+	_, _, err = execute("serve", "--addr", freeAddr(t), "--database-url", unused, "--api-keys-file", dir+"/absent")
+	require.ErrorContains(t, err, "CAIRN_API_KEYS_FILE")
+}

@@ -22,6 +22,28 @@ type systemFlags struct {
 	failureRate                 float64
 	latency, jitter, payTimeout time.Duration
 	noProjections, noSagas      bool
+	// security is what serve's flags set; the CAIRN_* environment fills
+	// in the rest (see package app). The demo, which drives its own
+	// server without tokens, ignores both.
+	security app.Security
+	noEnv    bool
+}
+
+// registerSecurity adds serve's authentication and cursor-key flags. Only
+// files are taken for secrets: a command line is visible to every user of
+// the machine (ps), a file's mode is not.
+func (f *systemFlags) registerSecurity(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	s := &f.security
+	fl.StringVar(&s.APIKeysFile, "api-keys-file", "", "file of API keys, one \"key:scope,scope\" a line (or $"+app.EnvAPIKeys+"); scope operator sees every customer's orders")
+	fl.StringVar(&s.JWTSecretFile, "jwt-secret-file", "", "file holding the HS256 secret of bearer JWTs, 32+ bytes (or $"+app.EnvJWTSecret+")")
+	fl.StringVar(&s.JWTPublicKeyFile, "jwt-public-key-file", "", "PEM public key (RSA, ECDSA) verifying bearer JWTs (or $"+app.EnvJWTPublicKeyFile+")")
+	fl.StringVar(&s.JWKSFile, "jwks-file", "", "JSON Web Key Set verifying bearer JWTs by their kid (or $"+app.EnvJWKSFile+")")
+	fl.StringVar(&s.JWTIssuer, "jwt-issuer", "", "required iss claim of JWTs (or $"+app.EnvJWTIssuer+")")
+	fl.StringVar(&s.JWTAudience, "jwt-audience", "", "required aud claim of JWTs (or $"+app.EnvJWTAudience+")")
+	fl.StringVar(&s.MetricsScope, "metrics-scope", "", "scope /metrics requires with authentication on (default metrics; - leaves it open)")
+	fl.StringVar(&s.CursorKeyFile, "cursor-key-file", "", "file holding the key signing page cursors, 32+ bytes (default: the key stored in the database)")
+	fl.StringVar(&s.CursorKeyPreviousFile, "cursor-key-previous-file", "", "during a key rotation, file holding the previous cursor key, still accepted")
 }
 
 func (f *systemFlags) register(cmd *cobra.Command, failureRate float64, latency, jitter, payTimeout time.Duration) {
@@ -58,6 +80,8 @@ func (f *systemFlags) start(ctx context.Context, cmd *cobra.Command, gw payment.
 		Schema:          cmd.Flag("schema").Value.String(),
 		Server:          server.Config{Addr: f.addr, NoSignals: true},
 		Logger:          logger,
+		Security:        f.security,
+		NoEnv:           f.noEnv,
 	}, orders.Modules(orders.Config{Gateway: gw, PaymentTimeout: f.payTimeout})...)
 	if err != nil {
 		_ = ln.Close()
@@ -75,7 +99,12 @@ func serveCmd() *cobra.Command {
 			"the fulfilment saga and the reactions in this process (unless --no-projections or\n" +
 			"--no-sagas: run them in another process, with `orders projection run`, say).\n" +
 			"The address is bound before the database is touched: when another process holds it,\n" +
-			"serve exits at once with status 1 and changes nothing.",
+			"serve exits at once with status 1 and changes nothing.\n\n" +
+			"Authentication is off unless API keys or a JWT key are given (flags, or the CAIRN_*\n" +
+			"variables of package app): then every route but /healthz and /readyz needs a bearer\n" +
+			"token. A token's subject is a customer ID: a customer places, reads and cancels its\n" +
+			"own orders only (403 otherwise); the scope operator reads and acts on all of them.\n" +
+			"Queries need the scope read, commands write, /metrics metrics.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := server.SignalContext(cmd.Context())
@@ -91,6 +120,7 @@ func serveCmd() *cobra.Command {
 		},
 	}
 	f.register(cmd, 0, 0, 0, fulfilment.DefaultPaymentTimeout)
+	f.registerSecurity(cmd)
 	cmd.Flags().BoolVar(&f.noProjections, "no-projections", false, "do not run the projections and reactions here")
 	cmd.Flags().BoolVar(&f.noSagas, "no-sagas", false, "do not send the sagas' commands or fire their timeouts here")
 	return cmd
