@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -296,4 +298,30 @@ func TestSagaTimeoutWaitsForTheSagaToHandleEarlierEvents(t *testing.T) {
 	require.NoError(t, r.projections.Resume(ctx, saga.ProjectionName(name)))
 	det = e.awaitEnded(name, "h")
 	require.Equal(t, "answered", det.Outcome)
+}
+
+// errorCounter counts the records logged at ERROR.
+type errorCounter struct {
+	slog.Handler
+	n *atomic.Int64
+}
+
+func (h errorCounter) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError {
+		h.n.Add(1)
+	}
+	return nil
+}
+
+func TestSagaRejectionHandledIsNotLoggedAsAFailure(t *testing.T) {
+	e := newEnv(t)
+	name := uniqueName("steps")
+	var errs atomic.Int64
+	logger := slog.New(errorCounter{Handler: slog.NewTextHandler(io.Discard, nil), n: &errs})
+	e.start(saga.Config{Logger: logger}, func(m *saga.Manager) { m.MustRegister(e.stepsSaga(name)) })
+	e.rejectDo.Store(true)
+	e.dispatch(Start{JobID: "quiet", Steps: 2})
+	d := e.awaitEnded(name, "quiet")
+	require.Equal(t, "rejected", d.Outcome)
+	require.Zero(t, errs.Load(), "a rejection the saga handled is a business outcome, not an error")
 }
