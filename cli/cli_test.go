@@ -415,3 +415,14 @@ func TestWithoutSetupOnlyDatabaseCommandsExist(t *testing.T) {
 	require.Contains(t, r.out, p.Name()+" *")
 	require.Contains(t, r.out, "* not registered in this application")
 }
+
+func TestRootHelpExitStatusMentionsRebuildOnlyWithProjections(t *testing.T) {
+	for _, setup := range []bool{false, true} {
+		cfg := cli.Config{}
+		if setup {
+			cfg.Setup = func(context.Context, *projection.Manager) error { return nil }
+		}
+		got := strings.Contains(cli.New(cfg).Long, "3 rebuild --verify")
+		require.Equal(t, setup, got, "Setup set: %v", setup)
+	}
+}

@@ -132,11 +132,11 @@ func (e *Error) Error() string {
 
 // privateHint is how this repository's and generated services' Makefiles
 // give a private throwaway server (scripts/with-postgres.sh).
-const privateHint = "use a private throwaway PostgreSQL: `CAIRN_PRIVATE_POSTGRES=1 make demo` (or `make test`)"
+const privateHint = "use a private throwaway PostgreSQL: run the make target with CAIRN_PRIVATE_POSTGRES=1 (`CAIRN_PRIVATE_POSTGRES=1 make demo` here, `make test` or `make run` in a generated service)"
 
 // startHint is what to do when no server answers.
 const startHint = "point --database-url or DATABASE_URL at a server that runs; " +
-	"`make demo` and `make test` start a private throwaway PostgreSQL when nothing answers on 127.0.0.1:5432."
+	"the Makefile targets that need one (`make demo`, `make test`, a generated service's `make run`) start a private throwaway PostgreSQL when nothing answers on 127.0.0.1:5432."
 
 func (e *Error) headline() string {
 	at := e.Addr

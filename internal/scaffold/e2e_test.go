@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cairn-es/cairn/app"
+	"github.com/cairn-es/cairn/internal/pgconnect"
 )
 
 // TestGeneratedCodeBuildsAndPasses generates a service and builds, vets
@@ -156,9 +157,10 @@ func requirePostgres(t *testing.T) {
 		conn.Close(ctx)
 	}
 	if err != nil {
+		// Masked: DATABASE_URL may hold a password, which a CI log must not show.
 		t.Fatalf("PostgreSQL is not reachable (DATABASE_URL=%q): %v\n"+
 			"The generated tests this test runs need a PostgreSQL server they may create schemas on: "+
-			"run `make test`, which starts one when none answers, or set DATABASE_URL.", url, err)
+			"run `make test`, which starts one when none answers, or set DATABASE_URL.", pgconnect.Target{URL: url}.Masked(), err)
 	}
 }
 
