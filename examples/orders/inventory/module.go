@@ -6,6 +6,7 @@ import (
 	"github.com/cairn-es/cairn/aggregate"
 	"github.com/cairn-es/cairn/app"
 	"github.com/cairn-es/cairn/command"
+	"github.com/cairn-es/cairn/examples/orders/ordering"
 	"github.com/cairn-es/cairn/projection"
 	"github.com/cairn-es/cairn/query"
 	"github.com/cairn-es/cairn/server"
@@ -50,7 +51,8 @@ func (m Module) Register(d *app.Deps) error {
 
 		query.Register(d.Queries, query.HandlerFunc[GetStockLevel, StockLevel](q.getStockLevel), query.ReadsFrom(levels.Name())),
 
-		server.Command[AddStock](d.Server, "/inventory/:sku/stock"),
+		// Adding stock is the operators' work, not the customers'.
+		server.Command[AddStock](d.Server, "/inventory/:sku/stock", server.WithScopes("write", ordering.OperatorScope)),
 		server.Query[GetStockLevel, StockLevel](d.Server, "/inventory/:sku"),
 	)
 }
