@@ -16,7 +16,7 @@ import (
 // Repository errors, wrapped in the typed errors below.
 var (
 	// ErrNotFound: Load of an aggregate whose stream has no events.
-	ErrNotFound = errors.New("aggregate: not found")
+	ErrNotFound = fmt.Errorf("aggregate: not found: %w", eventstore.ErrStreamNotFound)
 	// ErrStale: Save of an aggregate whose previous Save found its command
 	// already handled. Its in-memory state includes events that were not
 	// stored; load it again.

@@ -12,9 +12,9 @@
 //	defer a.Close()
 //	err = a.Run(ctx)
 //
-// Registration happens in two passes so that contexts can react to each
-// other's events: every module's RegisterEvents first, then every module's
-// Register.
+// Registration happens in passes, by role, so that contexts can react to
+// each other's events: every module's RegisterEvents first, then its
+// commands, read models, processes (sagas, reactors) and API (see Module).
 //
 // # Authentication
 //
@@ -80,6 +80,7 @@ import (
 	"github.com/cairn-es/cairn/eventstore/postgres"
 	"github.com/cairn-es/cairn/internal/pgconnect"
 	"github.com/cairn-es/cairn/migrations"
+	"github.com/cairn-es/cairn/pgdb"
 	"github.com/cairn-es/cairn/projection"
 	"github.com/cairn-es/cairn/query"
 	"github.com/cairn-es/cairn/saga"
@@ -100,22 +101,17 @@ var ErrUnreachable = pgconnect.ErrUnreachable
 // database URL sets pool_max_conns.
 const DefaultMaxConns = 32
 
-// Module is one bounded context's registration.
-type Module interface {
-	// Name names the context in logs and errors.
-	Name() string
-	// RegisterEvents registers the context's event types. Every module's
-	// events are registered before any module's Register runs.
-	RegisterEvents(r *eventstore.Registry) error
-	// Register registers the context's command handlers, projections,
-	// sagas, event handlers, queries and routes.
-	Register(d *Deps) error
-}
-
-// Deps are what a Module registers into.
+// Deps are the components App assembled, for tests and for code that
+// dispatches commands or asks queries in-process. Modules register through
+// the narrower views of their roles (Commands, ReadModels, Processes, API).
 type Deps struct {
-	Registry    *eventstore.Registry
-	Store       *postgres.Store
+	Registry *eventstore.Registry
+	// Store is the event log: the PostgreSQL store, or Config.EventStore.
+	Store EventStore
+	// DB is the service's own PostgreSQL: read models, the projection
+	// daemon's and the sagas' tables, and whatever tables a module keeps
+	// (in a schema of its own).
+	DB          pgdb.DB
 	Dispatcher  *command.Dispatcher
 	Projections *projection.Manager
 	Sagas       *saga.Manager
@@ -127,6 +123,16 @@ type Deps struct {
 	// listing's spec (query.ListSpec.CursorKeys) before calling
 	// query.List.
 	CursorKeys *query.CursorKeys
+
+	closeStore func()
+}
+
+// EventStore is what a service's event log must offer: the whole of
+// eventstore.Store, and snapshots for the aggregates that take them. The
+// PostgreSQL store (the default) and the KurrentDB store implement it.
+type EventStore interface {
+	eventstore.Store
+	eventstore.SnapshotStore
 }
 
 // Config configures an App. The zero value is usable.
@@ -144,6 +150,12 @@ type Config struct {
 	Pool *pgxpool.Pool
 	// Schema holds Cairn's tables (default migrations.DefaultSchema).
 	Schema string
+	// EventStore, when set, is the event log instead of the PostgreSQL
+	// store on Pool's database (a KurrentDB store, say); its creator
+	// closes it. Projections, sagas and the app's own tables stay in
+	// Schema on Pool's database, and migrations apply ReadSideMigrations
+	// there.
+	EventStore EventStore
 	// NoMigrate skips applying migrations at start-up.
 	NoMigrate bool
 	// Server configures the HTTP server (default address 127.0.0.1:8080).
@@ -202,7 +214,11 @@ func New(ctx context.Context, cfg Config, modules ...Module) (*App, error) {
 		a.pool, a.ownsPool = pool, true
 	}
 	if !cfg.NoMigrate {
-		if err := migrations.UpPool(ctx, a.pool, cfg.Schema); err != nil {
+		sets := Migrations()
+		if cfg.EventStore != nil {
+			sets = ReadSideMigrations()
+		}
+		if err := migrations.UpPool(ctx, a.pool, cfg.Schema, sets...); err != nil {
 			a.Close()
 			return nil, fmt.Errorf("app: migrating: %w", err)
 		}
@@ -244,9 +260,9 @@ func connect(ctx context.Context, cfg Config) (*pgxpool.Pool, error) {
 
 // assemble builds the components and registers the modules into them.
 func assemble(pool *pgxpool.Pool, cfg Config, modules []Module) (*Deps, error) {
-	store, err := postgres.New(pool, postgres.Config{Schema: cfg.Schema, Logger: cfg.Logger})
+	store, closeStore, err := openStore(pool, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("app: %w", err)
+		return nil, err
 	}
 	registry := eventstore.NewRegistry()
 	metrics := server.NewMetrics()
@@ -260,41 +276,58 @@ func assemble(pool *pgxpool.Pool, cfg Config, modules []Module) (*Deps, error) {
 	if pcfg.Logger == nil {
 		pcfg.Logger = cfg.Logger
 	}
-	projections := projection.NewManager(store, pcfg)
+	projections, err := projection.NewManager(store, pgdb.DB{Pool: pool, Schema: cfg.Schema}, pcfg)
+	if err != nil {
+		closeStore()
+		return nil, fmt.Errorf("app: %w", err)
+	}
 	d, err := assembleAround(projections, registry, dispatcher, metrics, cfg)
 	if err != nil {
-		store.Close()
+		closeStore()
 		return nil, err
 	}
-	if err := registerModules(d, modules); err != nil {
-		store.Close()
+	d.Store, d.closeStore, d.DB = store, closeStore, projections.DB()
+	if err := register(d, modules, true); err != nil {
+		closeStore()
 		return nil, err
 	}
 	return d, nil
 }
 
-// registerOn registers modules around an existing projection manager (the
-// command line's), with a throwaway dispatcher and server.
-func registerOn(projections *projection.Manager, modules []Module) (*Deps, error) {
-	registry := eventstore.NewRegistry()
-	metrics := server.NewMetrics()
-	dispatcher := command.NewDispatcher(projections.Store())
-	// Its routes serve nothing, so its cursors need not outlive it.
-	d, err := assembleAround(projections, registry, dispatcher, metrics, Config{Logger: slog.Default(), CursorKeys: query.RandomCursorKeys()})
-	if err != nil {
-		return nil, err
+// openStore returns the configured event store, or opens the PostgreSQL
+// store on pool; the function returned closes what openStore opened.
+func openStore(pool *pgxpool.Pool, cfg Config) (EventStore, func(), error) {
+	if cfg.EventStore != nil {
+		return cfg.EventStore, func() {}, nil
 	}
-	return d, registerModules(d, modules)
+	store, err := postgres.New(pool, postgres.Config{Schema: cfg.Schema, Logger: cfg.Logger})
+	if err != nil {
+		return nil, nil, fmt.Errorf("app: %w", err)
+	}
+	return store, store.Close, nil
+}
+
+// registerOn registers the modules' read models and processes on an
+// existing projection manager (the command line's): nothing else is
+// assembled, and the saga manager it makes has no dispatcher, so it
+// registers but never runs.
+func registerOn(projections *projection.Manager, modules []Module) error {
+	log := slog.Default()
+	registry := eventstore.NewRegistry()
+	d := &Deps{
+		Registry: registry, Projections: projections, DB: projections.DB(), Logger: log,
+		Sagas: saga.NewManager(projections, nil, registry, saga.Config{Logger: log}),
+	}
+	return register(d, modules, false)
 }
 
 // assembleAround builds what sits around the projection manager.
 func assembleAround(projections *projection.Manager, registry *eventstore.Registry, dispatcher *command.Dispatcher, metrics *server.Metrics, cfg Config) (*Deps, error) {
-	store := projections.Store()
 	scfg := cfg.Saga
 	if scfg.Logger == nil {
 		scfg.Logger = cfg.Logger
 	}
-	sagas := saga.NewManager(store, projections, dispatcher, registry, scfg)
+	sagas := saga.NewManager(projections, dispatcher, registry, scfg)
 	bus := query.NewBus()
 	srvCfg := cfg.Server
 	if srvCfg.Logger == nil {
@@ -302,7 +335,7 @@ func assembleAround(projections *projection.Manager, registry *eventstore.Regist
 	}
 	srv, err := server.New(srvCfg,
 		server.WithDispatcher(dispatcher), server.WithQueryBus(bus),
-		server.WithProjections(projections), server.WithStore(store),
+		server.WithProjections(projections), server.WithHealth(projections.DB(), Migrations()...),
 		server.WithMetrics(metrics),
 		// Command routes refuse new work while the saga backlog is past
 		// its bound (503 with Retry-After), before appending anything.
@@ -314,26 +347,11 @@ func assembleAround(projections *projection.Manager, registry *eventstore.Regist
 		return nil, fmt.Errorf("app: %w", err)
 	}
 	return &Deps{
-		Registry: registry, Store: store, Dispatcher: dispatcher,
+		Registry: registry, Dispatcher: dispatcher,
 		Projections: projections, Sagas: sagas, Queries: bus,
 		Server: srv, Metrics: metrics, Logger: cfg.Logger,
 		CursorKeys: cfg.CursorKeys,
 	}, nil
-}
-
-// registerModules registers every module's events, then every module.
-func registerModules(d *Deps, modules []Module) error {
-	for _, m := range modules {
-		if err := m.RegisterEvents(d.Registry); err != nil {
-			return fmt.Errorf("app: module %s: registering events: %w", m.Name(), err)
-		}
-	}
-	for _, m := range modules {
-		if err := m.Register(d); err != nil {
-			return fmt.Errorf("app: module %s: %w", m.Name(), err)
-		}
-	}
-	return nil
 }
 
 // Deps returns the assembled components, for tests and for code that
@@ -410,7 +428,9 @@ func (a *App) RunWith(ctx context.Context, opts RunOptions) error {
 func (a *App) Close() {
 	if a.deps != nil {
 		a.deps.Projections.Close()
-		a.deps.Store.Close()
+		if a.deps.closeStore != nil {
+			a.deps.closeStore()
+		}
 	}
 	if a.ownsPool && a.pool != nil {
 		a.pool.Close()

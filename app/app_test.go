@@ -48,33 +48,39 @@ func (pings) RegisterEvents(r *eventstore.Registry) error {
 	return eventstore.Register[Pinged](r, "Pinged")
 }
 
-func (m pings) Register(d *app.Deps) error {
-	h := projection.NewHandlers(d.Registry)
+func (m pings) RegisterCommands(c *app.Commands) error {
+	return command.Register(c.Dispatcher, func(ctx context.Context, cmd Ping) (eventstore.AppendResult, error) {
+		ev, err := c.Registry.Encode(Pinged(cmd))
+		if err != nil {
+			return eventstore.AppendResult{}, err
+		}
+		cause, _ := eventstore.CausationFrom(ctx)
+		evs := []eventstore.Event{ev}
+		return c.Store.Append(ctx, "ping-"+cmd.ID, eventstore.Any, evs, cause.Stamp(evs)...)
+	})
+}
+
+func (m pings) RegisterReadModels(r *app.ReadModels) error {
+	h := projection.NewHandlers(r.Registry)
 	projection.On(h, func(ctx context.Context, tx pgx.Tx, e Pinged, _ eventstore.RecordedEvent) error {
 		_, err := tx.Exec(ctx, `INSERT INTO pings (id, n) VALUES ($1, 1) ON CONFLICT (id) DO UPDATE SET n = pings.n + 1`, e.ID)
 		return err
 	})
+	return r.Projections.Register(&pingModel{Handlers: h, name: m.model})
+}
+
+func (m pings) RegisterAPI(a *app.API) error {
 	return errors.Join(
-		command.Register(d.Dispatcher, func(ctx context.Context, c Ping) (eventstore.AppendResult, error) {
-			ev, err := d.Registry.Encode(Pinged(c))
-			if err != nil {
-				return eventstore.AppendResult{}, err
-			}
-			cause, _ := eventstore.CausationFrom(ctx)
-			evs := []eventstore.Event{ev}
-			return d.Store.Append(ctx, "ping-"+c.ID, eventstore.Any, evs, cause.Stamp(evs)...)
-		}),
-		d.Projections.Register(&pingModel{Handlers: h, name: m.model}),
-		query.Register(d.Queries, query.HandlerFunc[GetPings, int](func(ctx context.Context, q GetPings) (int, error) {
+		query.Register(a.Queries, query.HandlerFunc[GetPings, int](func(ctx context.Context, q GetPings) (int, error) {
 			var n int
-			err := d.Store.Pool().QueryRow(ctx, `SELECT n FROM `+pgx.Identifier{m.model, "pings"}.Sanitize()+` WHERE id = $1`, q.ID).Scan(&n)
+			err := a.DB.Pool.QueryRow(ctx, `SELECT n FROM `+pgx.Identifier{m.model, "pings"}.Sanitize()+` WHERE id = $1`, q.ID).Scan(&n)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return 0, query.NotFound("ping", q.ID)
 			}
 			return n, err
 		}), query.ReadsFrom(m.model)),
-		server.Command[Ping](d.Server, "/pings/:id"),
-		server.Query[GetPings, int](d.Server, "/pings/:id"),
+		server.Command[Ping](a.Server, "/pings/:id"),
+		server.Query[GetPings, int](a.Server, "/pings/:id"),
 	)
 }
 
@@ -94,7 +100,7 @@ type failing struct{}
 
 func (failing) Name() string                              { return "broken" }
 func (failing) RegisterEvents(*eventstore.Registry) error { return nil }
-func (failing) Register(*app.Deps) error                  { return errors.New("no luck") }
+func (failing) RegisterCommands(*app.Commands) error      { return errors.New("no luck") }
 
 func TestAppAssemblesModulesAndRunsThem(t *testing.T) {
 	pool := pgtest.Pool(t, 20)
@@ -104,7 +110,7 @@ func TestAppAssemblesModulesAndRunsThem(t *testing.T) {
 		_, _ = pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{model}.Sanitize()+" CASCADE")
 	})
 	ctx := context.Background()
-	a, err := app.New(ctx, app.Config{Pool: pool, Schema: schema, Logger: quietLog, Server: server.Config{NoSignals: true}}, pings{model: model})
+	a, err := app.New(ctx, app.Config{Pool: pool, Schema: schema, Logger: quietLog}, pings{model: model})
 	require.NoError(t, err)
 	defer a.Close()
 
@@ -142,7 +148,7 @@ func TestAppAssemblesModulesAndRunsThem(t *testing.T) {
 func TestAppNamesTheModuleThatFailedToRegister(t *testing.T) {
 	pool := pgtest.Pool(t, 5)
 	_, err := app.New(context.Background(), app.Config{Pool: pool, Schema: pgtest.Schema(t, pool), Logger: quietLog}, failing{})
-	require.ErrorContains(t, err, "module broken: no luck")
+	require.ErrorContains(t, err, "module broken: registering commands: no luck")
 }
 
 func TestCLIRegistersTheModulesProjections(t *testing.T) {
@@ -153,7 +159,8 @@ func TestCLIRegistersTheModulesProjections(t *testing.T) {
 	defer a.Close()
 	cfg := app.CLI("pinger", []app.Module{pings{model: "pings_cli"}})
 	require.Equal(t, "pinger", cfg.Name)
-	m := projection.NewManager(a.Deps().Store, projection.Config{Logger: quietLog})
+	m, err := projection.NewManager(a.Deps().Store, a.Deps().DB, projection.Config{Logger: quietLog})
+	require.NoError(t, err)
 	defer m.Close()
 	require.NoError(t, cfg.Setup(context.Background(), m))
 	require.Equal(t, []string{"pings_cli"}, m.Names())

@@ -40,7 +40,7 @@ func TestListenOnABusyAddressNamesItAndTheFlag(t *testing.T) {
 func TestRunServesOnTheGivenListener(t *testing.T) {
 	pool := pgtest.Pool(t, 10)
 	a, err := app.New(context.Background(), app.Config{Pool: pool, Schema: pgtest.Schema(t, pool), Logger: quietLog,
-		Server: server.Config{Addr: "127.0.0.1:1", NoSignals: true}})
+		Server: server.Config{Addr: "127.0.0.1:1"}})
 	require.NoError(t, err)
 	defer a.Close()
 	ln, err := app.Listen("127.0.0.1:0")

@@ -28,8 +28,9 @@
 //	shop saga show ID [--saga S] [--json]
 //
 // Every command takes --database-url (default $DATABASE_URL, then
-// Config.DatabaseURL, then DefaultDatabaseURL) and --schema, the schema of
-// Cairn's tables (default Config.Schema, then migrations.DefaultSchema).
+// Config.DatabaseURL, then a local PostgreSQL, app.DefaultDatabaseURL) and
+// --schema, the schema of Cairn's tables (default Config.Schema, then
+// migrations.DefaultSchema).
 // Rebuilding, resetting, retrying and running need the projectors' code, so
 // they exist only when Config.Setup is set; the rest also work on
 // projections known only to the database. That is what the framework's own
@@ -59,16 +60,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
-	"github.com/cairn-es/cairn/eventstore/postgres"
+	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/internal/pgconnect"
 	"github.com/cairn-es/cairn/migrations"
+	"github.com/cairn-es/cairn/pgdb"
 	"github.com/cairn-es/cairn/projection"
 )
-
-// DefaultDatabaseURL is the database used when neither --database-url,
-// $DATABASE_URL nor Config.DatabaseURL names one: a local PostgreSQL (the
-// same as app.DefaultDatabaseURL).
-const DefaultDatabaseURL = pgconnect.DefaultURL
 
 // Config describes the application embedding the command line. The zero
 // value is the framework's own binary: no projectors, default names.
@@ -77,8 +74,9 @@ type Config struct {
 	Name string
 	// Short is the one-line description shown by help.
 	Short string
-	// DatabaseURL replaces DefaultDatabaseURL as the database used when
-	// neither --database-url nor $DATABASE_URL is given.
+	// DatabaseURL replaces the local PostgreSQL of app.DefaultDatabaseURL
+	// as the database used when neither --database-url nor $DATABASE_URL is
+	// given.
 	DatabaseURL string
 	// Schema is the default of --schema, the PostgreSQL schema holding
 	// Cairn's tables (default migrations.DefaultSchema).
@@ -87,9 +85,14 @@ type Config struct {
 	// the pool (sizes, TLS, tracing). Default: pgxpool.New. The command
 	// line closes the pool when the command ends.
 	Connect func(ctx context.Context, databaseURL string) (*pgxpool.Pool, error)
-	// Store configures the event store. Its Schema is ignored (--schema
-	// decides); its Logger defaults to Logger.
-	Store postgres.Config
+	// OpenLog opens the event log the commands read (events, and the
+	// projections' source) for the session's database, --schema included,
+	// and returns what closes it. Without it the commands that open the log
+	// fail with ErrNoLog. app.CLI sets it to the service's store.
+	OpenLog func(ctx context.Context, db pgdb.DB, logger *slog.Logger) (eventstore.Log, func(), error)
+	// Migrations are the sets `migrate up` applies, in order, and that the
+	// other commands require applied. app.CLI sets them to app.Migrations.
+	Migrations []migrations.Set
 	// Projection configures the projection manager (batch size, retries,
 	// default failure policy). Its Logger defaults to Logger.
 	Projection projection.Config
@@ -117,6 +120,8 @@ var (
 	ErrUnreachable = pgconnect.ErrUnreachable
 	// ErrNotMigrated: the schema lacks migrations; run migrate up.
 	ErrNotMigrated = errors.New("schema is not migrated")
+	// ErrNoLog: the command reads the event log and Config.OpenLog is nil.
+	ErrNoLog = errors.New("no event log configured (cli.Config.OpenLog)")
 )
 
 // UsageError is a command line that does not parse: an unknown command or
@@ -126,7 +131,10 @@ type UsageError struct{ Err error }
 func (e *UsageError) Error() string { return e.Err.Error() }
 func (e *UsageError) Unwrap() error { return e.Err }
 
-func usagef(cmd *cobra.Command, format string, args ...any) error {
+// Usagef returns a *UsageError for cmd (exit status 2 under Main): the
+// message from format and args, then where to find cmd's usage. The
+// commands of Config.Commands return it for arguments they refuse.
+func Usagef(cmd *cobra.Command, format string, args ...any) error {
 	return &UsageError{Err: fmt.Errorf(format+"\nRun '%s --help' for usage.", append(args, cmd.CommandPath())...)}
 }
 
@@ -176,7 +184,7 @@ func New(cfg Config) *cobra.Command {
 		SilenceUsage: true,
 	})
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		return usagef(cmd, "%v", err)
+		return Usagef(cmd, "%v", err)
 	})
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.url, "database-url", "", "PostgreSQL URL (default $DATABASE_URL, else "+a.defaultURL()+")")
@@ -212,7 +220,7 @@ func group(cmd *cobra.Command) *cobra.Command {
 		if s := c.SuggestionsFor(args[0]); len(s) > 0 {
 			hint = fmt.Sprintf(" (did you mean %q?)", s[0])
 		}
-		return usagef(c, "unknown command %q for %q%s", args[0], c.CommandPath(), hint)
+		return Usagef(c, "unknown command %q for %q%s", args[0], c.CommandPath(), hint)
 	}
 	cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
 	return cmd
@@ -224,9 +232,9 @@ func nArgs(min, max int, what string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		switch {
 		case len(args) < min:
-			return usagef(cmd, "%s: missing %s", cmd.CommandPath(), what)
+			return Usagef(cmd, "%s: missing %s", cmd.CommandPath(), what)
 		case max >= 0 && len(args) > max:
-			return usagef(cmd, "%s: unexpected argument %q", cmd.CommandPath(), args[max])
+			return Usagef(cmd, "%s: unexpected argument %q", cmd.CommandPath(), args[max])
 		}
 		return nil
 	}
@@ -244,7 +252,7 @@ func (a *app) defaultURL() string {
 	if a.cfg.DatabaseURL != "" {
 		return "the application's default"
 	}
-	return DefaultDatabaseURL
+	return pgconnect.DefaultURL
 }
 
 // target is the database URL and where it came from.
@@ -276,7 +284,7 @@ func (a *app) logger(cmd *cobra.Command, fallback slog.Level) (*slog.Logger, err
 	level := fallback
 	if a.logLevel != "" {
 		if err := level.UnmarshalText([]byte(a.logLevel)); err != nil {
-			return nil, usagef(cmd, "--log-level %q: want debug, info, warn or error", a.logLevel)
+			return nil, Usagef(cmd, "--log-level %q: want debug, info, warn or error", a.logLevel)
 		}
 	}
 	return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})), nil
@@ -284,17 +292,19 @@ func (a *app) logger(cmd *cobra.Command, fallback slog.Level) (*slog.Logger, err
 
 // session is what one command opened; close releases it all.
 type session struct {
-	pool  *pgxpool.Pool
-	store *postgres.Store
-	mgr   *projection.Manager
+	pool       *pgxpool.Pool
+	db         pgdb.DB
+	store      eventstore.Log
+	closeStore func()
+	mgr        *projection.Manager
 }
 
 func (s *session) close() {
 	if s.mgr != nil {
 		s.mgr.Close()
 	}
-	if s.store != nil {
-		s.store.Close()
+	if s.closeStore != nil {
+		s.closeStore()
 	}
 	if s.pool != nil {
 		s.pool.Close()
@@ -344,13 +354,13 @@ func (e *notMigratedError) Error() string {
 func (e *notMigratedError) Is(target error) bool { return target == ErrNotMigrated }
 
 // migrationStatus reads the schema's migration status on the pool.
-func migrationStatus(ctx context.Context, pool *pgxpool.Pool, schema string) (migrations.Status, error) {
+func (a *app) migrationStatus(ctx context.Context, pool *pgxpool.Pool, schema string) (migrations.Status, error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return migrations.Status{}, err
 	}
 	defer conn.Release()
-	return migrations.CurrentStatus(ctx, conn.Conn(), schema)
+	return migrations.CurrentStatus(ctx, conn.Conn(), schema, a.cfg.Migrations...)
 }
 
 // openStore connects and opens the event store, after checking the schema
@@ -364,7 +374,7 @@ func (a *app) openStore(ctx context.Context, cmd *cobra.Command, logLevel slog.L
 	if err != nil {
 		return nil, err
 	}
-	st, err := migrationStatus(ctx, s.pool, a.schema)
+	st, err := a.migrationStatus(ctx, s.pool, a.schema)
 	if err != nil {
 		s.close()
 		return nil, err
@@ -373,12 +383,12 @@ func (a *app) openStore(ctx context.Context, cmd *cobra.Command, logLevel slog.L
 		s.close()
 		return nil, &notMigratedError{status: st, command: cmd.Root().Name()}
 	}
-	scfg := a.cfg.Store
-	scfg.Schema = a.schema
-	if scfg.Logger == nil {
-		scfg.Logger = log
+	s.db = pgdb.DB{Pool: s.pool, Schema: a.schema}
+	if a.cfg.OpenLog == nil {
+		s.close()
+		return nil, ErrNoLog
 	}
-	if s.store, err = postgres.New(s.pool, scfg); err != nil {
+	if s.store, s.closeStore, err = a.cfg.OpenLog(ctx, s.db, log); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -396,7 +406,10 @@ func (a *app) openManager(ctx context.Context, cmd *cobra.Command, logLevel slog
 	if pcfg.Logger == nil {
 		pcfg.Logger, _ = a.logger(cmd, logLevel) // the level parsed in openStore
 	}
-	s.mgr = projection.NewManager(s.store, pcfg)
+	if s.mgr, err = projection.NewManager(s.store, s.db, pcfg); err != nil {
+		s.close()
+		return nil, err
+	}
 	if a.cfg.Setup != nil {
 		if err := a.cfg.Setup(ctx, s.mgr); err != nil {
 			s.close()

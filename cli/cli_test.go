@@ -9,18 +9,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cairn-es/cairn/app"
 	"github.com/cairn-es/cairn/cli"
 	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/internal/pgtest"
 	"github.com/cairn-es/cairn/projection"
+	"github.com/cairn-es/cairn/retry"
 )
 
 func TestMigrateStatusAndUpAreIdempotent(t *testing.T) {
 	h := newHarness(t)
 	fresh := fmt.Sprintf("t_%x", pgtest.Suffix())
-	t.Cleanup(func() { _, _ = h.pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+fresh+" CASCADE") })
+	pgtest.DropSchemas(t, h.pool, fresh)
 
 	readStatus := func() map[string]any {
 		var st map[string]any
@@ -92,6 +95,19 @@ func TestExitCode(t *testing.T) {
 	require.Equal(t, 1, cli.ExitCode(errors.New("boom")))
 	require.Equal(t, 2, cli.ExitCode(fmt.Errorf("x: %w", &cli.UsageError{Err: errors.New("bad flag")})))
 	require.Equal(t, 3, cli.ExitCode(fmt.Errorf("x: %w", cli.ErrModelsDiffer)))
+}
+
+// An application's own command refuses its arguments as the framework's
+// do: a usage error naming where its help is.
+func TestUsagef(t *testing.T) {
+	root := &cobra.Command{Use: "shop"}
+	greet := &cobra.Command{Use: "greet"}
+	root.AddCommand(greet)
+	err := cli.Usagef(greet, "greet: %q is not a name", "?")
+	var usage *cli.UsageError
+	require.ErrorAs(t, err, &usage)
+	require.Equal(t, 2, cli.ExitCode(err))
+	require.EqualError(t, err, "greet: \"?\" is not a name\nRun 'shop greet --help' for usage.")
 }
 
 func TestEventsRead(t *testing.T) {
@@ -166,7 +182,7 @@ func TestEventsTailFollowsTheLiveLogUntilCancelled(t *testing.T) {
 		h.append("other-1", eventstore.Event{Type: "Ignored", Data: []byte(`{}`)}) // filtered out
 	}
 	require.Eventually(t, func() bool { return strings.Count(out.String(), "\n") >= n }, 30*time.Second, 10*time.Millisecond,
-		"tail printed:\n%s\nstderr:\n%s", out.String(), errOut.String())
+		"tail printed:\n%s\nstderr:\n%s", &out, &errOut)
 	stop()
 	select {
 	case err := <-done:
@@ -312,7 +328,7 @@ func TestDeadLettersAndRetry(t *testing.T) {
 	h := newHarness(t, p)
 	h.cfg.Projection = projection.Config{
 		Policy: projection.PolicyDeadLetter,
-		Retry:  projection.RetryPolicy{MaxAttempts: 2, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond},
+		Retry:  retry.Policy{MaxAttempts: 2, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond},
 	}
 	h.append("acct-1", added(1))
 	h.append("acct-2", eventstore.Event{Type: "Added", Data: []byte(`{"amount": 5, "poison": true}`)})
@@ -330,7 +346,7 @@ func TestDeadLettersAndRetry(t *testing.T) {
 		r := h.run("projection", "status", p.Name(), "--json")
 		var st projection.Status
 		return r.e == nil && json.Unmarshal([]byte(r.out), &st) == nil && st.Checkpoint == last.Position
-	}, 30*time.Second, 50*time.Millisecond, "stderr of run:\n%s", errOut.String())
+	}, 30*time.Second, 50*time.Millisecond, "stderr of run:\n%s", &errOut)
 	stop()
 	select {
 	case err := <-done:
@@ -383,7 +399,7 @@ func TestWithoutSetupOnlyDatabaseCommandsExist(t *testing.T) {
 	h.append("acct-1", added(1))
 	h.ok("projection", "reset", p.Name()) // the database now knows the projection
 
-	bare := cli.Config{} // what cmd/cairn runs
+	bare := app.CLI("cairn", nil) // what cmd/cairn runs
 	for _, sub := range []string{"rebuild", "reset", "retry", "run"} {
 		r := h.runWith(bare, "projection", sub, p.Name())
 		require.Equal(t, 2, cli.ExitCode(r.e), "%s: %v", sub, r.e)
@@ -407,7 +423,7 @@ func TestWithoutSetupOnlyDatabaseCommandsExist(t *testing.T) {
 
 	// The application's status marks projections it does not register.
 	other := &tally{name: p.Name()[:len(p.Name())-1] + "x"}
-	t.Cleanup(func() { dropModel(h.pool, other.Name()) })
+	pgtest.DropModels(t, h.pool, other.Name())
 	cfg := h.cfg
 	cfg.Setup = func(ctx context.Context, m *projection.Manager) error { return m.Register(other) }
 	r = h.runWith(cfg, "projection", "status")

@@ -98,7 +98,7 @@ func (a *app) readCmd() *cobra.Command {
 		Args: nArgs(1, 1, "STREAM"),
 		RunE: a.action(func(ctx context.Context, cmd *cobra.Command, args []string) error {
 			if from < 0 || limit < 0 {
-				return usagef(cmd, "%s: --from and --limit must not be negative", cmd.CommandPath())
+				return Usagef(cmd, "%s: --from and --limit must not be negative", cmd.CommandPath())
 			}
 			s, err := a.openStore(ctx, cmd, slog.LevelWarn)
 			if err != nil {
@@ -150,7 +150,7 @@ func (a *app) tailCmd() *cobra.Command {
 			default:
 				var err error
 				if after, err = eventstore.ParsePosition(from); err != nil {
-					return usagef(cmd, "--from: %v (want a position such as 1234.5, start or head)", err)
+					return Usagef(cmd, "--from: %v (want a position such as 1234.5, start or head)", err)
 				}
 			}
 			s, err := a.openStore(ctx, cmd, slog.LevelWarn)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cairn-es/cairn/app"
 	"github.com/cairn-es/cairn/cli"
 	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/projection"
@@ -33,8 +34,10 @@ func (orderCount) Apply(ctx context.Context, tx pgx.Tx, e eventstore.RecordedEve
 // default).
 func Example() {
 	cfg := cli.Config{
-		Name:   "shop",
-		Schema: "shop",
+		Name:       "shop",
+		Schema:     "shop",
+		OpenLog:    app.OpenPostgresLog, // the log: the PostgreSQL store in --schema
+		Migrations: app.Migrations(),    // what migrate up applies
 		Setup: func(ctx context.Context, m *projection.Manager) error {
 			return m.Register(orderCount{})
 		},

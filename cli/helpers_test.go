@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cairn-es/cairn/app"
 	"github.com/cairn-es/cairn/cli"
 	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/eventstore/postgres"
@@ -75,10 +76,12 @@ func newHarness(t *testing.T, projectors ...projection.Projector) *harness {
 	require.NoError(t, err)
 	t.Cleanup(store.Close)
 	for _, p := range projectors {
-		t.Cleanup(func() { dropModel(pool, p.Name()) })
+		pgtest.DropModels(t, pool, p.Name())
 	}
 	return &harness{t: t, pool: pool, schema: schema, store: store, cfg: cli.Config{
-		Name: "app",
+		Name:       "app",
+		OpenLog:    app.OpenPostgresLog,
+		Migrations: app.Migrations(),
 		Setup: func(ctx context.Context, m *projection.Manager) error {
 			for _, p := range projectors {
 				if err := m.Register(p); err != nil {
@@ -88,14 +91,6 @@ func newHarness(t *testing.T, projectors ...projection.Projector) *harness {
 			return nil
 		},
 	}}
-}
-
-// dropModel removes a projection's read-model schemas, which live outside
-// the store's schema.
-func dropModel(pool *pgxpool.Pool, name string) {
-	for _, s := range []string{name, name + "__shadow", name + "__old"} {
-		_, _ = pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{s}.Sanitize()+" CASCADE")
-	}
 }
 
 func newTally(t *testing.T) *tally {

@@ -29,14 +29,14 @@ func (a *app) migrateUpCmd() *cobra.Command {
 				return err
 			}
 			defer s.close()
-			before, err := migrationStatus(ctx, s.pool, a.schema)
+			before, err := a.migrationStatus(ctx, s.pool, a.schema)
 			if err != nil {
 				return err
 			}
-			if err := migrations.UpPool(ctx, s.pool, a.schema); err != nil {
+			if err := migrations.UpPool(ctx, s.pool, a.schema, a.cfg.Migrations...); err != nil {
 				return err
 			}
-			after, err := migrationStatus(ctx, s.pool, a.schema)
+			after, err := a.migrationStatus(ctx, s.pool, a.schema)
 			if err != nil {
 				return err
 			}
@@ -69,7 +69,7 @@ func (a *app) migrateStatusCmd() *cobra.Command {
 				return err
 			}
 			defer s.close()
-			st, err := migrationStatus(ctx, s.pool, a.schema)
+			st, err := a.migrationStatus(ctx, s.pool, a.schema)
 			if err != nil {
 				return err
 			}

@@ -40,7 +40,7 @@ func newProgress(cmd *cobra.Command, name, mode string, interval time.Duration) 
 		}
 	case "bar", "log", "none":
 	default:
-		return nil, usagef(cmd, "--progress %q: want auto, bar, log or none", mode)
+		return nil, Usagef(cmd, "--progress %q: want auto, bar, log or none", mode)
 	}
 	return &progress{w: w, name: name, mode: mode, interval: interval}, nil
 }

@@ -289,13 +289,13 @@ func (a *app) retryCmd() *cobra.Command {
 		RunE: a.action(func(ctx context.Context, cmd *cobra.Command, args []string) error {
 			name, rest := args[0], args[1:]
 			if all == (len(rest) > 0) {
-				return usagef(cmd, "%s: give either --all or dead-letter IDs", cmd.CommandPath())
+				return Usagef(cmd, "%s: give either --all or dead-letter IDs", cmd.CommandPath())
 			}
 			ids := make([]int64, len(rest))
 			for i, arg := range rest {
 				id, err := strconv.ParseInt(arg, 10, 64)
 				if err != nil || id <= 0 {
-					return usagef(cmd, "%s: %q is not a dead-letter ID", cmd.CommandPath(), arg)
+					return Usagef(cmd, "%s: %q is not a dead-letter ID", cmd.CommandPath(), arg)
 				}
 				ids[i] = id
 			}
@@ -391,7 +391,7 @@ func (a *app) rebuildCmd() *cobra.Command {
 		Args: nArgs(1, 1, "NAME"),
 		RunE: a.action(func(ctx context.Context, cmd *cobra.Command, args []string) error {
 			if inPlace && verify {
-				return usagef(cmd, "%s: --in-place and --verify exclude each other", cmd.CommandPath())
+				return Usagef(cmd, "%s: --in-place and --verify exclude each other", cmd.CommandPath())
 			}
 			name := args[0]
 			s, err := a.openManager(ctx, cmd, slog.LevelWarn)

@@ -8,10 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cairn-es/cairn/app"
 	"github.com/cairn-es/cairn/cli"
 	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/internal/pgtest"
 	"github.com/cairn-es/cairn/projection"
 )
 
@@ -45,8 +48,15 @@ func TestStatusShowsWhetherARunnerHoldsTheProjection(t *testing.T) {
 		stop()
 		require.NoError(t, <-done, errOut.String())
 	}()
-	require.Eventually(t, func() bool { return h.status(p.Name()).Runner != nil }, 30*time.Second, 50*time.Millisecond,
-		"stderr of run:\n%s", errOut.String())
+	// The condition runs on a goroutine of its own: it reports to c, never
+	// to t (as h.status would).
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		r := h.run("projection", "status", p.Name(), "--json")
+		require.NoError(c, r.e, r.err)
+		var st projection.Status
+		require.NoError(c, json.Unmarshal([]byte(r.out), &st))
+		assert.NotNil(c, st.Runner, "no runner reported")
+	}, 30*time.Second, 50*time.Millisecond, "stderr of run:\n%s", &errOut)
 	st = h.status(p.Name())
 	require.Positive(t, st.Runner.BackendPID)
 	human = h.ok("projection", "status")
@@ -68,12 +78,12 @@ func TestStatusLagOfTheFrameworkBinarySaysWhyItDiffers(t *testing.T) {
 	}
 	h.readable(last.Position)
 
-	app := h.status(p.Name())
-	require.Equal(t, int64(3), app.Lag, "the application counts its projection's types")
-	require.False(t, app.LagTypesUnknown)
+	own := h.status(p.Name())
+	require.Equal(t, int64(3), own.Lag, "the application counts its projection's types")
+	require.False(t, own.LagTypesUnknown)
 	require.NotContains(t, h.ok("projection", "status"), "lag counts every event")
 
-	bare := cli.Config{} // what cmd/cairn runs
+	bare := app.CLI("cairn", nil) // what cmd/cairn runs
 	r := h.runWith(bare, "projection", "status", p.Name(), "--json")
 	require.NoError(t, r.e, r.err)
 	var st projection.Status
@@ -93,7 +103,7 @@ func TestUnknownProjectionListsTheValidNames(t *testing.T) {
 	p := newTally(t)
 	h := newHarness(t, p)
 	dbOnly := &tally{name: "a" + p.Name()} // sorts first; known to the database, registered elsewhere
-	t.Cleanup(func() { dropModel(h.pool, dbOnly.Name()) })
+	pgtest.DropModels(t, h.pool, dbOnly.Name())
 	elsewhere := h.cfg
 	elsewhere.Setup = func(_ context.Context, m *projection.Manager) error { return m.Register(dbOnly) }
 	require.NoError(t, h.runWith(elsewhere, "projection", "reset", dbOnly.Name()).e)
@@ -121,13 +131,13 @@ func TestUnknownProjectionListsTheValidNames(t *testing.T) {
 	}
 
 	// The framework's binary knows the database's projections only.
-	r := h.runWith(cli.Config{}, "projection", "pause", "nope")
+	r := h.runWith(app.CLI("cairn", nil), "projection", "pause", "nope")
 	require.ErrorIs(t, r.e, projection.ErrUnknownProjection)
 	require.Contains(t, r.err, known)
 
 	// Nothing anywhere: it says so rather than listing nothing.
 	empty := newHarness(t)
-	r = empty.runWith(cli.Config{}, "projection", "status", "nope")
+	r = empty.runWith(app.CLI("cairn", nil), "projection", "status", "nope")
 	require.ErrorIs(t, r.e, projection.ErrUnknownProjection)
 	require.Contains(t, r.err, `unknown projection: "nope"; no projection is registered in this application or known to the database`)
 	require.False(t, strings.Contains(r.err, "known projections:"))

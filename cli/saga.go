@@ -40,14 +40,14 @@ func (a *app) sagaListCmd() *cobra.Command {
 			switch opts.Status {
 			case "", saga.StatusActive, saga.StatusCompleted, saga.StatusFailed:
 			default:
-				return usagef(cmd, "--status must be active, completed or failed, not %q", opts.Status)
+				return Usagef(cmd, "--status must be active, completed or failed, not %q", opts.Status)
 			}
 			s, err := a.openStore(ctx, cmd, slog.LevelWarn)
 			if err != nil {
 				return err
 			}
 			defer s.close()
-			insp := saga.NewInspector(s.store)
+			insp := saga.NewInspector(s.db)
 			var names []string
 			if opts.Saga != "" {
 				names = []string{opts.Saga}
@@ -104,7 +104,7 @@ func (a *app) sagaShowCmd() *cobra.Command {
 				return err
 			}
 			defer s.close()
-			d, err := saga.NewInspector(s.store).Show(ctx, sagaName, args[0])
+			d, err := saga.NewInspector(s.db).Show(ctx, sagaName, args[0])
 			if errors.Is(err, saga.ErrInstanceNotFound) {
 				return fmt.Errorf("no saga instance %q (saga list shows the instances)", args[0])
 			}

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/cairn-es/cairn/aggregate"
 	"github.com/cairn-es/cairn/eventstore"
 )
 
@@ -66,9 +65,9 @@ var outcomes = []struct {
 }{
 	{[]error{ErrInvalidCommand}, slog.LevelInfo, "invalid"},
 	{[]error{ErrRejected}, slog.LevelInfo, "rejected"},
-	// aggregate.NotFoundError matches both; a handler may report a missing
-	// stream it read itself with the store's error alone.
-	{[]error{aggregate.ErrNotFound, eventstore.ErrStreamNotFound}, slog.LevelInfo, "not_found"},
+	// aggregate.ErrNotFound wraps the store's error, so a missing
+	// aggregate and a missing stream a handler read itself are both here.
+	{[]error{eventstore.ErrStreamNotFound}, slog.LevelInfo, "not_found"},
 	{[]error{context.Canceled, context.DeadlineExceeded}, slog.LevelWarn, "canceled"},
 	{[]error{eventstore.ErrConcurrency}, slog.LevelWarn, "conflict"},
 	{[]error{ErrOverloaded}, slog.LevelWarn, "overloaded"},

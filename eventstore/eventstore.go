@@ -226,6 +226,23 @@ type Reader interface {
 	LogReader
 }
 
+// Log is what the read side (projections, sagas, reactors, the server's
+// read-your-writes wait, the CLI) needs of a store: reading streams and the
+// log, and subscribing to it. It never appends; the write side does that
+// through Appender.
+type Log interface {
+	Reader
+	Subscriber
+}
+
+// LogCounter counts the events after a position that a reader could be
+// given now, filtered like ReadLog, stopping at opts.Limit (no limit when
+// zero): the backlog a subscriber has left. Stores that can count without
+// reading the events implement it; CountLog falls back to reading.
+type LogCounter interface {
+	CountLog(ctx context.Context, after Position, opts ReadLogOptions) (int64, error)
+}
+
 // Store is a complete event store.
 type Store interface {
 	Appender

@@ -119,7 +119,7 @@ func (m *Manager) Status(ctx context.Context, name string) (Status, error) {
 	if st.Head, err = m.store.Head(ctx); err != nil {
 		return st, err
 	}
-	if st.Lag, err = m.store.CountLog(ctx, st.Checkpoint, eventstore.ReadLogOptions{Types: types, Limit: LagCap}); err != nil {
+	if st.Lag, err = eventstore.CountLog(ctx, m.store, st.Checkpoint, eventstore.ReadLogOptions{Types: types, Limit: LagCap}); err != nil {
 		return st, err
 	}
 	st.LagCapped = st.Lag >= LagCap

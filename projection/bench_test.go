@@ -256,7 +256,7 @@ func BenchmarkRebuild(b *testing.B) {
 		}
 		defer conn.Release()
 		p := &itemsBatched{itemsPerEvent{name: fmt.Sprintf("bench_upsert_%x", pgtest.Suffix())}}
-		dropBenchModels(b, pool, p.Name())
+		pgtest.DropModels(b, pool, p.Name())
 		model := pgx.Identifier{p.Name()}.Sanitize()
 		page := "SELECT tx, seq, stream_id, version, data FROM " + pgx.Identifier{schema, "events"}.Sanitize() +
 			" WHERE (tx, seq) > ($1::xid8, $2::bigint) ORDER BY tx, seq LIMIT $3"
@@ -313,14 +313,14 @@ func BenchmarkRebuild(b *testing.B) {
 	})
 
 	rebuild := func(b *testing.B, p projection.Projector, batchSize int) {
-		mgr := projection.NewManager(store, projection.Config{BatchSize: batchSize, Logger: benchLog})
+		mgr := pgtest.Manager(b, store, projection.Config{BatchSize: batchSize, Logger: benchLog})
 		defer mgr.Close()
 		// The per-event projector never reads Exec's CommandTag, so it opts
 		// in to pipelining; a BatchProjector is never pipelined.
 		if err := mgr.Register(p, projection.WithPipelining()); err != nil {
 			b.Fatal(err)
 		}
-		dropBenchModels(b, pool, p.Name())
+		pgtest.DropModels(b, pool, p.Name())
 		for b.Loop() {
 			rep, err := mgr.Rebuild(ctx, p.Name(), projection.RebuildOptions{})
 			if err != nil {
@@ -483,7 +483,7 @@ func BenchmarkLiveLag(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Cleanup(store.Close)
-		mgr := projection.NewManager(store, projection.Config{Logger: benchLog})
+		mgr := pgtest.Manager(b, store, projection.Config{Logger: benchLog})
 		b.Cleanup(mgr.Close)
 		// When the daemon hands each event to the projector: the first part
 		// of the latency, before the apply transaction commits.
@@ -494,7 +494,7 @@ func BenchmarkLiveLag(b *testing.B) {
 		if err := mgr.Register(p); err != nil {
 			b.Fatal(err)
 		}
-		dropBenchModels(b, pool, p.Name())
+		pgtest.DropModels(b, pool, p.Name())
 		runCtx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() { done <- mgr.Run(runCtx) }()

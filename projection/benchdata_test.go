@@ -136,19 +136,6 @@ func waitReadable(b *testing.B, store *postgres.Store, events int) {
 	}
 }
 
-// dropBenchModels drops the read-model schemas of the named projections
-// (they live outside the store's schema) when the benchmark ends.
-func dropBenchModels(b *testing.B, pool *pgxpool.Pool, names ...string) {
-	b.Cleanup(func() {
-		ctx := context.Background()
-		for _, n := range names {
-			for _, s := range []string{n, n + "__shadow", n + "__old"} {
-				_, _ = pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{s}.Sanitize()+" CASCADE")
-			}
-		}
-	})
-}
-
 // latencies collects durations and reports percentiles in milliseconds.
 type latencies []time.Duration
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/eventstore"
@@ -71,7 +72,7 @@ func TestHelperProcessRunner(t *testing.T) {
 		t.Fatalf("helper runner: %v", err)
 	}
 	defer store.Close()
-	mgr := projection.NewManager(store, projection.Config{BatchSize: cfg.BatchSize, LeaderRetry: 20 * time.Millisecond, Logger: quietLog})
+	mgr := pgtest.Manager(t, store, projection.Config{BatchSize: cfg.BatchSize, LeaderRetry: 20 * time.Millisecond, Logger: quietLog})
 	defer mgr.Close()
 	var mu sync.Mutex
 	calls := 0
@@ -186,11 +187,11 @@ func (c *childRunner) kill9(t *testing.T, e env) int {
 	var exit *exec.ExitError
 	require.ErrorAs(t, err, &exit)
 	require.Equal(t, syscall.SIGKILL, exit.Sys().(syscall.WaitStatus).Signal())
-	eventually(t, 20*time.Second, func() (bool, string) {
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
 		var n int
-		require.NoError(t, e.store.Pool().QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", c.app).Scan(&n))
-		return n == 0, fmt.Sprintf("%d sessions of the killed runner remain", n)
-	})
+		require.NoError(ct, e.store.Pool().QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", c.app).Scan(&n))
+		assert.Zero(ct, n, "sessions of the killed runner remain")
+	}, 20*time.Second, pollEvery)
 	return more
 }
 

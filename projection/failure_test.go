@@ -10,14 +10,16 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/projection"
+	"github.com/cairn-es/cairn/retry"
 )
 
 // fastRetry keeps failure tests quick: three attempts, a millisecond apart.
-var fastRetry = projection.RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond}
+var fastRetry = retry.Policy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond}
 
 // poison makes a totals projector fail on every event of stream "bad"
 // while broken is set, counting the attempts.
@@ -258,9 +260,9 @@ func TestConcurrentRetriesApplyADeadLetterOnce(t *testing.T) {
 	// The second retry has listed the dead letter and now waits for the
 	// write lock.
 	key := projection.LockKey("write", e.store.Schema(), p.Name())
-	eventually(t, 10*time.Second, func() (bool, string) {
-		return len(lockSessions(t, e.store.Pool(), key, false)) == 1, "second retry not waiting for the write lock"
-	})
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Len(c, lockSessions(c, e.store.Pool(), key, false), 1, "second retry not waiting for the write lock")
+	}, 10*time.Second, pollEvery)
 	release.open()
 	r1, r2 := <-first, <-second
 	require.NoError(t, r1.err)

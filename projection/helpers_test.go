@@ -70,26 +70,10 @@ func newEnv(t *testing.T, cfg projection.Config) env {
 	if cfg.Logger == nil {
 		cfg.Logger = quietLog
 	}
-	mgr := projection.NewManager(store, cfg)
+	mgr := pgtest.Manager(t, store, cfg)
 	t.Cleanup(mgr.Close)
-	t.Cleanup(func() { dropModels(t, store) })
+	pgtest.DropStoreModels(t, pool, store.Schema())
 	return env{store: store, mgr: mgr}
-}
-
-// dropModels removes the read-model schemas the test's projections made
-// (they live outside the store's schema).
-func dropModels(t *testing.T, store *postgres.Store) {
-	ctx := context.Background()
-	rows, err := store.Pool().Query(ctx, "SELECT name FROM "+store.Schema()+".projections")
-	if err != nil {
-		return
-	}
-	names, _ := pgx.CollectRows(rows, pgx.RowTo[string])
-	for _, n := range names {
-		for _, s := range []string{n, n + "__shadow", n + "__old"} {
-			_, _ = store.Pool().Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{s}.Sanitize()+" CASCADE")
-		}
-	}
 }
 
 func added(amount int) eventstore.Event {

@@ -2,9 +2,9 @@ package projection
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -13,7 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cairn-es/cairn/eventstore"
-	"github.com/cairn-es/cairn/eventstore/postgres"
+	"github.com/cairn-es/cairn/pgdb"
+	"github.com/cairn-es/cairn/retry"
 )
 
 // Config tunes a Manager. The zero value is usable.
@@ -21,8 +22,9 @@ type Config struct {
 	// BatchSize bounds the events read and applied per transaction
 	// (default 500).
 	BatchSize int
-	// Retry bounds the attempts at a failing event before its policy applies.
-	Retry RetryPolicy
+	// Retry bounds the attempts at a failing event before its policy
+	// applies, and spaces them (defaults: DefaultRetry).
+	Retry retry.Policy
 	// Policy is the failure policy of projections registered without one
 	// (default PolicyStop).
 	Policy Policy
@@ -33,21 +35,9 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// RetryPolicy is exponential backoff with full jitter: before attempt n+1
-// the runner waits a random time up to min(MaxDelay, BaseDelay·2ⁿ⁻¹).
-type RetryPolicy struct {
-	MaxAttempts int           // default 5
-	BaseDelay   time.Duration // default 50ms
-	MaxDelay    time.Duration // default 5s
-}
-
-func (r RetryPolicy) delay(attempt int) time.Duration {
-	d := r.BaseDelay << min(attempt-1, 30)
-	if d <= 0 || d > r.MaxDelay {
-		d = r.MaxDelay
-	}
-	return rand.N(d) + 1
-}
+// DefaultRetry is the retry policy of a failing event: 5 attempts, waits
+// from 50ms doubling up to 5s.
+var DefaultRetry = retry.Policy{MaxAttempts: 5, BaseDelay: 50 * time.Millisecond, MaxDelay: 5 * time.Second}
 
 // Option adjusts one registration.
 type Option func(*registered)
@@ -82,10 +72,14 @@ type registered struct {
 	sideEffects bool
 }
 
-// Manager runs and administers projections over a PostgreSQL event store:
-// Run is the projection daemon; the other methods are what the CLI calls.
+// Manager runs and administers projections of an event log into
+// PostgreSQL read models: Run is the projection daemon; the other methods
+// are what the CLI calls. It reads the log only through eventstore.Log, so
+// the log may live in any store; its own control tables and the read
+// models live in the database of its pgdb.DB.
 type Manager struct {
-	store   *postgres.Store
+	store   eventstore.Log
+	db      pgdb.DB
 	pool    *pgxpool.Pool
 	schema  string
 	channel string
@@ -99,22 +93,22 @@ type Manager struct {
 	waiters waitHub
 }
 
-// NewManager returns a manager for projections of store's log. Control
-// tables live in the store's schema (see migrations).
-func NewManager(store *postgres.Store, cfg Config) *Manager {
+// NewManager returns a manager for projections of log. Its control tables
+// live in db's schema (apply Migrations there first); read models live in
+// schemas of their own in db's database.
+func NewManager(log eventstore.Log, db pgdb.DB, cfg Config) (*Manager, error) {
+	db, err := db.WithDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("projection: %w", err)
+	}
+	if log == nil {
+		return nil, errors.New("projection: no event log")
+	}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = eventstore.DefaultBatchSize
 	}
 	cfg.BatchSize = min(cfg.BatchSize, eventstore.MaxBatchSize)
-	if cfg.Retry.MaxAttempts <= 0 {
-		cfg.Retry.MaxAttempts = 5
-	}
-	if cfg.Retry.BaseDelay <= 0 {
-		cfg.Retry.BaseDelay = 50 * time.Millisecond
-	}
-	if cfg.Retry.MaxDelay <= 0 {
-		cfg.Retry.MaxDelay = 5 * time.Second
-	}
+	cfg.Retry = cfg.Retry.WithDefaults(DefaultRetry)
 	if cfg.LeaderRetry <= 0 {
 		cfg.LeaderRetry = time.Second
 	}
@@ -122,22 +116,26 @@ func NewManager(store *postgres.Store, cfg Config) *Manager {
 		cfg.Logger = slog.Default()
 	}
 	m := &Manager{
-		store:       store,
-		pool:        store.Pool(),
-		schema:      store.Schema(),
-		channel:     "cairn_checkpoints_" + store.Schema(),
+		store:       log,
+		db:          db,
+		pool:        db.Pool,
+		schema:      db.Schema,
+		channel:     "cairn_checkpoints_" + db.Schema,
 		cfg:         cfg,
 		log:         cfg.Logger,
-		q:           newControlQueries(store.Schema()),
+		q:           newControlQueries(db.Schema),
 		projections: map[string]*registered{},
 	}
 	m.waiters.m = m
 	m.waiters.ctx, m.waiters.cancel = context.WithCancel(context.Background())
-	return m
+	return m, nil
 }
 
-// Store returns the event store whose log the manager projects.
-func (m *Manager) Store() *postgres.Store { return m.store }
+// Log returns the event log the manager projects.
+func (m *Manager) Log() eventstore.Log { return m.store }
+
+// DB returns the handle of the manager's own tables and read models.
+func (m *Manager) DB() pgdb.DB { return m.db }
 
 // Close releases the manager's listener connection. It does not close the
 // store.
@@ -233,17 +231,5 @@ func newControlQueries(schema string) controlQueries {
 		countDeadLetters: r.Replace(`SELECT count(*) FROM {s}.dead_letters WHERE projection = $1`),
 		clearDeadLetters: r.Replace(`DELETE FROM {s}.dead_letters WHERE projection = $1`),
 		control:          r.Replace(`SELECT version, state, error, failed_event_id, failed_pos_tx, failed_pos_seq, updated_at FROM {s}.projections WHERE name = $1`),
-	}
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

@@ -111,7 +111,7 @@ func (m *Manager) rebuild(ctx context.Context, conn *pgx.Conn, p Projector, opts
 		defer func() { cancelCount(); counting.Wait() }()
 		b.counted = make(chan int64, 1)
 		counting.Go(func() {
-			total, err := m.store.CountLog(countCtx, eventstore.Start, eventstore.ReadLogOptions{Types: p.EventTypes()})
+			total, err := eventstore.CountLog(countCtx, m.store, eventstore.Start, eventstore.ReadLogOptions{Types: p.EventTypes()})
 			if err != nil && countCtx.Err() == nil {
 				m.log.Warn("cairn: counting a rebuild's events failed", "projection", p.Name(), "error", err)
 			}

@@ -10,9 +10,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/internal/pgtest"
 	"github.com/cairn-es/cairn/projection"
 )
 
@@ -62,7 +64,7 @@ func TestZeroDowntimeRebuildWhileWritersAppend(t *testing.T) {
 		})
 	}
 	// Some writes land before the rebuild starts.
-	eventually(t, 10*time.Second, func() (bool, string) { return appended.Load() >= 20, "writers not writing" })
+	require.Eventually(t, func() bool { return appended.Load() >= 20 }, 10*time.Second, pollEvery, "writers not writing")
 
 	var batches atomic.Int64
 	var duringRebuild int64
@@ -229,12 +231,10 @@ func TestInterruptedRebuildLeavesTheLiveModelAlone(t *testing.T) {
 	// ends that session, and frees its rebuild lock, a moment later.
 	var rep projection.RebuildReport
 	var err error
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	require.Eventually(t, func() bool {
 		rep, err = e.mgr.Rebuild(context.Background(), p.Name(), projection.RebuildOptions{})
-		if !errors.Is(err, projection.ErrRebuildInProgress) || time.Now().After(deadline) {
-			break
-		}
-	}
+		return !errors.Is(err, projection.ErrRebuildInProgress)
+	}, 10*time.Second, 20*time.Millisecond, "the cancelled rebuild's lock was never freed")
 	require.NoError(t, err, "a rerun succeeds")
 	require.True(t, rep.Swapped)
 	require.Equal(t, n, rep.Events)
@@ -272,7 +272,7 @@ func TestVersionBumpRebuildsBlueGreen(t *testing.T) {
 		}
 		return nil
 	}}
-	mgr2 := projection.NewManager(e.store, projection.Config{BatchSize: 25, LeaderRetry: 50 * time.Millisecond, Logger: quietLog})
+	mgr2 := pgtest.Manager(t, e.store, projection.Config{BatchSize: 25, LeaderRetry: 50 * time.Millisecond, Logger: quietLog})
 	t.Cleanup(mgr2.Close)
 	require.NoError(t, mgr2.Register(v2))
 	run2 := startRunner(t, mgr2)
@@ -299,10 +299,9 @@ func TestVersionBumpRebuildsBlueGreen(t *testing.T) {
 	l.add(context.Background(), t, e.store, "acct-new", 3)
 	release.open()
 
-	eventually(t, progressWait, func() (bool, string) {
-		v := status(t, mgr2, name).Version
-		return v == 2, fmt.Sprintf("version %d", v)
-	})
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, 2, status(c, mgr2, name).Version, "version")
+	}, progressWait, pollEvery)
 	want, last, n := l.snapshot()
 	waitFor(t, mgr2, last, progressWait, name)
 	require.Equal(t, scaled(want, 10), modelRows(t, e.store, name), "the model reflects version 2's logic")

@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/projection"
+	"github.com/cairn-es/cairn/retry"
 )
 
 // logRecord is one captured log record: its level, message and attributes
@@ -75,9 +77,9 @@ func (c *logCapture) dump() string {
 // waitLog waits until a record with message msg is logged and returns it.
 func waitLog(t *testing.T, logs *logCapture, msg string) logRecord {
 	t.Helper()
-	eventually(t, progressWait, func() (bool, string) {
-		return len(logs.with(msg)) > 0, fmt.Sprintf("no %q logged; the log:\n%s", msg, logs.dump())
-	})
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.NotEmpty(c, logs.with(msg), "no %q logged; the log:\n%s", msg, logs.dump())
+	}, progressWait, pollEvery)
 	return logs.with(msg)[0]
 }
 
@@ -143,7 +145,7 @@ func TestRunnerLogsRetriesStopsAndResumes(t *testing.T) {
 func TestCutConnectionIsNoFailureAndRecoveryIsLogged(t *testing.T) {
 	logs := &logCapture{}
 	e := newEnv(t, projection.Config{
-		Retry:       projection.RetryPolicy{MaxAttempts: 1},
+		Retry:       retry.Policy{MaxAttempts: 1},
 		Policy:      projection.PolicyDeadLetter,
 		LeaderRetry: 50 * time.Millisecond,
 		Logger:      slog.New(logs),

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/internal/pgerr"
+	"github.com/cairn-es/cairn/retry"
 )
 
 // Run is the projection daemon: it applies every registered projection
@@ -50,7 +51,7 @@ func (m *Manager) runProjection(ctx context.Context, r *registered) {
 		if err != nil {
 			down.failed(log, err, m.cfg.LeaderRetry)
 		}
-		_ = sleep(ctx, m.cfg.LeaderRetry)
+		_ = retry.Sleep(ctx, m.cfg.LeaderRetry)
 	}
 }
 
@@ -212,7 +213,7 @@ func (m *Manager) waitRunning(ctx context.Context, conn *pgx.Conn, name string) 
 			m.log.Info("cairn: projection not running; waiting for resume", "projection", name, "state", state)
 			waiting, since = state, time.Now()
 		}
-		if sleep(ctx, 250*time.Millisecond) != nil {
+		if retry.Sleep(ctx, 250*time.Millisecond) != nil {
 			return false, nil
 		}
 	}
@@ -370,7 +371,7 @@ func (m *Manager) retry(ctx context.Context, fn func() error) error {
 		if err == nil || isControl(err) || errors.Is(err, errUnavailable) || attempt >= m.cfg.Retry.MaxAttempts {
 			return err
 		}
-		if sleep(ctx, m.cfg.Retry.delay(attempt)) != nil {
+		if retry.Sleep(ctx, m.cfg.Retry.Delay(attempt)) != nil {
 			return ctx.Err()
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/eventstore"
@@ -57,7 +58,7 @@ func newMember(t *testing.T, app, schema string, cfg projection.Config, p projec
 	t.Cleanup(store.Close)
 	leads := newLeadLog()
 	cfg.Logger = slog.New(leads)
-	mgr := projection.NewManager(store, cfg)
+	mgr := pgtest.Manager(t, store, cfg)
 	t.Cleanup(mgr.Close)
 	require.NoError(t, mgr.Register(p))
 	return &member{app: app, store: store, mgr: mgr, leads: leads}
@@ -65,7 +66,7 @@ func newMember(t *testing.T, app, schema string, cfg projection.Config, p projec
 
 // leader returns the application name of the session holding the
 // projection's leader lock ("" when none does).
-func leader(t *testing.T, e env, name string) string {
+func leader(t tester, e env, name string) string {
 	t.Helper()
 	holders := lockSessions(t, e.store.Pool(), projection.LockKey("leader", e.store.Schema(), name), true)
 	require.LessOrEqual(t, len(holders), 1)
@@ -188,10 +189,9 @@ func TestStandbyTakesOverWhenTheLeaderStops(t *testing.T) {
 
 	require.NoError(t, runA.stop())
 	stopped := time.Now()
-	eventually(t, 5*time.Second, func() (bool, string) {
-		app := leader(t, e, name)
-		return app == b.app, fmt.Sprintf("leader %q", app)
-	})
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, b.app, leader(c, e, name), "leader")
+	}, 5*time.Second, pollEvery)
 	takeover := time.Since(stopped)
 	l.add(ctx, t, e.store, "acct-3", 3)
 	want, last, _ := l.snapshot()
@@ -200,9 +200,9 @@ func TestStandbyTakesOverWhenTheLeaderStops(t *testing.T) {
 	require.Equal(t, want, modelRows(t, e.store, name))
 	t.Logf("takeover in %s (LeaderRetry %s)", takeover, cfg.LeaderRetry)
 	require.NoError(t, runB.stop())
-	eventually(t, 5*time.Second, func() (bool, string) {
-		return leader(t, e, name) == "", "a leader lock is still held after both runners stopped"
-	})
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Empty(c, leader(c, e, name), "a leader lock is still held after both runners stopped")
+	}, 5*time.Second, pollEvery)
 }
 
 func TestPauseStopsApplyingAndResumeCatchesUp(t *testing.T) {
@@ -345,11 +345,11 @@ func TestStatusLagCountsPendingEventsOfItsTypes(t *testing.T) {
 		other()
 		res, err := e.store.Append(ctx, "other-1", eventstore.Any, []eventstore.Event{{Type: "Ignored", Data: []byte(`{}`)}})
 		require.NoError(t, err)
-		eventually(t, 20*time.Second, func() (bool, string) {
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
 			head, err := e.store.Head(ctx)
-			require.NoError(t, err)
-			return !head.Before(res.Position), "the head is held back"
-		})
+			require.NoError(c, err)
+			assert.False(c, head.Before(res.Position), "the head is held back")
+		}, 20*time.Second, pollEvery)
 	}
 
 	// Never run: everything of its types is pending.
@@ -416,7 +416,7 @@ func TestProjectionNeverDropsASchemaItDoesNotOwn(t *testing.T) {
 	foreign := fmt.Sprintf("foreign_%x", pgtest.Suffix())
 	_, err = e.store.Pool().Exec(ctx, "CREATE SCHEMA "+foreign+"; CREATE TABLE "+foreign+".precious (x int); INSERT INTO "+foreign+".precious VALUES (42)")
 	require.NoError(t, err)
-	t.Cleanup(func() { _, _ = e.store.Pool().Exec(context.Background(), "DROP SCHEMA IF EXISTS "+foreign+" CASCADE") })
+	pgtest.DropSchemas(t, e.store.Pool(), foreign)
 	p := &totals{name: foreign, version: 1}
 	require.NoError(t, e.mgr.Register(p))
 	run := startRunner(t, e.mgr)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/eventstore"
@@ -31,10 +32,10 @@ func TestStatusShowsTheRunnerHoldingTheLeaderLock(t *testing.T) {
 
 	run := startRunner(t, e.mgr)
 	key := projection.LockKey("leader", e.store.Schema(), p.Name())
-	eventually(t, progressWait, func() (bool, string) {
-		st = status(t, e.mgr, p.Name())
-		return st.Runner != nil, "no runner reported"
-	})
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		st = status(c, e.mgr, p.Name())
+		assert.NotNil(c, st.Runner, "no runner reported")
+	}, progressWait, pollEvery)
 	holders := lockSessions(t, e.store.Pool(), key, true)
 	require.Len(t, holders, 1)
 	require.Contains(t, holders, st.Runner.BackendPID, "the runner is the session holding the leader lock")
@@ -43,10 +44,10 @@ func TestStatusShowsTheRunnerHoldingTheLeaderLock(t *testing.T) {
 	require.Contains(t, st.Runner.String(), fmt.Sprintf("(backend %d)", st.Runner.BackendPID))
 
 	require.NoError(t, run.stop())
-	eventually(t, progressWait, func() (bool, string) {
-		st = status(t, e.mgr, p.Name())
-		return st.Runner == nil, fmt.Sprintf("runner %v still reported after Run returned", st.Runner)
-	})
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		st = status(c, e.mgr, p.Name())
+		assert.Nil(c, st.Runner, "runner still reported after Run returned")
+	}, progressWait, pollEvery)
 }
 
 // runnerName is the application_name a leader connection has: the
@@ -78,17 +79,17 @@ func TestStatusSaysWhenItCannotKnowTheEventTypes(t *testing.T) {
 		last, err = e.store.Append(ctx, "other-1", eventstore.Any, []eventstore.Event{{Type: "Ignored", Data: []byte(`{}`)}})
 		require.NoError(t, err)
 	}
-	eventually(t, progressWait, func() (bool, string) {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		head, err := e.store.Head(ctx)
-		require.NoError(t, err)
-		return !head.Before(last.Position), "the head is held back"
-	})
+		require.NoError(c, err)
+		assert.False(c, head.Before(last.Position), "the head is held back")
+	}, progressWait, pollEvery)
 
 	mine := status(t, e.mgr, p.Name())
 	require.Equal(t, int64(3), mine.Lag)
 	require.False(t, mine.LagTypesUnknown)
 
-	other := projection.NewManager(mustStore(t, e), projection.Config{Logger: quietLog})
+	other := pgtest.Manager(t, mustStore(t, e), projection.Config{Logger: quietLog})
 	t.Cleanup(other.Close)
 	theirs := status(t, other, p.Name())
 	require.False(t, theirs.Registered)

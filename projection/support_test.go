@@ -3,13 +3,13 @@ package projection_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/eventstore"
@@ -99,20 +99,16 @@ func (r *runner) stop() error {
 	return r.err
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, timeout time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %s", timeout, why)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+// pollEvery is how often a test waiting with require.Eventually (or
+// EventuallyWithT) checks its condition.
+const pollEvery = 10 * time.Millisecond
+
+// tester is what the helpers that query the database need of a test: a
+// *testing.T, or the *assert.CollectT of one attempt inside
+// require.EventuallyWithT, where a failure only fails that attempt.
+type tester interface {
+	require.TestingT
+	Helper()
 }
 
 // waitFor is WaitFor with a deadline, failing the test on timeout.
@@ -132,7 +128,7 @@ func notReached(t testing.TB, mgr *projection.Manager, pos eventstore.Position, 
 	require.ErrorIs(t, mgr.WaitFor(ctx, pos, name), projection.ErrWaitTimeout)
 }
 
-func status(t testing.TB, mgr *projection.Manager, name string) projection.Status {
+func status(t tester, mgr *projection.Manager, name string) projection.Status {
 	t.Helper()
 	st, err := mgr.Status(context.Background(), name)
 	require.NoError(t, err)
@@ -142,10 +138,10 @@ func status(t testing.TB, mgr *projection.Manager, name string) projection.Statu
 func waitState(t testing.TB, mgr *projection.Manager, name string, want projection.State, timeout time.Duration) projection.Status {
 	t.Helper()
 	var st projection.Status
-	eventually(t, timeout, func() (bool, string) {
-		st = status(t, mgr, name)
-		return st.State == want, fmt.Sprintf("state %q, want %q (error %q)", st.State, want, st.Error)
-	})
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		st = status(c, mgr, name)
+		assert.Equal(c, want, st.State, "state (error %q)", st.Error)
+	}, timeout, pollEvery)
 	return st
 }
 
@@ -173,7 +169,7 @@ func namedPool(t testing.TB, app string, maxConns int32) *pgxpool.Pool {
 // lockSessions lists the sessions holding (granted) or waiting for (not
 // granted) one of the projection package's advisory locks, with their
 // application_name.
-func lockSessions(t testing.TB, pool *pgxpool.Pool, key string, granted bool) map[int32]string {
+func lockSessions(t tester, pool *pgxpool.Pool, key string, granted bool) map[int32]string {
 	t.Helper()
 	rows, err := pool.Query(context.Background(), `
 		SELECT l.pid, coalesce(a.application_name, '')
@@ -244,9 +240,9 @@ const progressWait = 30 * time.Second
 func waitLag(t testing.TB, mgr *projection.Manager, name string, want int64) projection.Status {
 	t.Helper()
 	var st projection.Status
-	eventually(t, progressWait, func() (bool, string) {
-		st = status(t, mgr, name)
-		return st.Lag == want, fmt.Sprintf("lag %d, want %d", st.Lag, want)
-	})
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		st = status(c, mgr, name)
+		assert.Equal(c, want, st.Lag, "lag")
+	}, progressWait, pollEvery)
 	return st
 }

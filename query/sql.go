@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
-	"github.com/lann/builder"
 )
 
 // SQL starts statements with PostgreSQL's $n placeholders:
@@ -221,12 +220,29 @@ func List[T any](ctx context.Context, db Querier, spec ListSpec, base squirrel.S
 
 var errBaseOrder = errors.New("the base query has its own ORDER BY, LIMIT or OFFSET")
 
-// checkBase refuses a base query with clauses List adds.
+// orderProbe is a term checkBase appends to a base query's ORDER BY.
+const orderProbe = "cairn_order_probe"
+
+// checkBase refuses a base query with clauses List adds. squirrel keeps a
+// builder's clauses to itself, so each is found by what it does to the
+// SQL text: LIMIT and OFFSET by removing them (the text changes only if
+// they were set), ORDER BY by appending a probe term, which squirrel
+// writes right after "ORDER BY " only when the base has no terms of its
+// own. The probe column makes a base without columns renderable; a base
+// that cannot be rendered for another reason passes, and building the
+// page's query reports its error.
 func checkBase(base squirrel.SelectBuilder) error {
-	for _, part := range [...]string{"OrderByParts", "Limit", "Offset"} {
-		if _, set := builder.Get(base, part); set {
-			return errBaseOrder
-		}
+	probe := base.Column(orderProbe).OrderBy(orderProbe)
+	with, _, err := probe.ToSql()
+	if err != nil {
+		return nil
+	}
+	without, _, err := probe.RemoveLimit().RemoveOffset().ToSql()
+	if err != nil {
+		return nil
+	}
+	if with != without || !strings.Contains(without, " ORDER BY "+orderProbe) {
+		return errBaseOrder
 	}
 	return nil
 }

@@ -157,6 +157,43 @@ func TestQueryWithoutBaseColumns(t *testing.T) {
 	}
 }
 
+// checkBase finds the base's own ORDER BY, LIMIT and OFFSET from squirrel's
+// SQL text alone, and is not misled by those of a subquery, by a base
+// without columns or by a base whose text cannot be rendered.
+func TestCheckBase(t *testing.T) {
+	base := SQL.Select("*").From("orders")
+	sub := SQL.Select("id").From("orders").OrderBy("id").Limit(1).Offset(2)
+	for name, c := range map[string]struct {
+		b      squirrel.SelectBuilder
+		refuse bool
+	}{
+		"plain":                {base, false},
+		"no columns":           {SQL.Select().From("orders"), false},
+		"suffix":               {base.Suffix("FOR UPDATE"), false},
+		"ordered subquery":     {SQL.Select("*").FromSelect(sub, "s"), false},
+		"subquery in where":    {base.Where(squirrel.Expr("id IN (?)", sub)), false},
+		"unrenderable":         {base.Where(failingSqlizer{}), false},
+		"order by":             {base.OrderBy("id"), true},
+		"order by clause":      {base.OrderByClause("id <-> ?", 1), true},
+		"empty order by":       {base.OrderBy(""), true},
+		"no columns, order by": {SQL.Select().From("orders").OrderBy("id"), true},
+		"limit":                {base.Limit(0), true},
+		"offset":               {base.Offset(0), true},
+		"both":                 {base.Limit(3).Offset(3), true},
+		"limit removed":        {base.Limit(3).RemoveLimit(), false},
+	} {
+		err := checkBase(c.b)
+		if got := errors.Is(err, errBaseOrder); got != c.refuse || (err != nil && !got) {
+			t.Errorf("%s: got %v, want refused %v", name, err, c.refuse)
+		}
+	}
+}
+
+// failingSqlizer is a condition squirrel cannot render.
+type failingSqlizer struct{}
+
+func (failingSqlizer) ToSql() (string, []any, error) { return "", nil, errors.New("no SQL") }
+
 // BenchmarkPageQuery: the SQL and arguments of a page after a cursor,
 // built by squirrel for every request ("fresh") or taken from the cache.
 func BenchmarkPageQuery(b *testing.B) {

@@ -214,7 +214,7 @@ func (c *Context[S]) AddCompensation(cmd any) {
 // have not been sent are withdrawn (see Send).
 func (c *Context[S]) Compensate() {
 	for i := len(c.fx.compensations) - 1; i >= 0; i-- {
-		c.fx.sends = append(c.fx.sends, queuedCommand{storedCommand: c.fx.compensations[i]})
+		c.fx.sends = append(c.fx.sends, queuedCommand{storedCommand: c.fx.compensations[i], compensation: true})
 	}
 	c.fx.compensations = c.fx.compensations[:0]
 	c.fx.withdraw = true
@@ -287,6 +287,9 @@ const (
 type storedCommand struct {
 	Type    string          `json:"type"`
 	Payload json.RawMessage `json:"payload"`
+	// value is the command as the handler passed it, kept in memory only
+	// (json skips it): Step hands it to test fixtures.
+	value any
 }
 
 func encodeCommand(cmd any) (storedCommand, error) {
@@ -302,7 +305,7 @@ func encodeCommand(cmd any) (storedCommand, error) {
 	if err != nil {
 		return storedCommand{}, fmt.Errorf("saga: encoding %s: %w", name, err)
 	}
-	return storedCommand{Type: name, Payload: payload}, nil
+	return storedCommand{Type: name, Payload: payload, value: cmd}, nil
 }
 
 // queuedCommand is a command a handling decided to send.
@@ -312,6 +315,8 @@ type queuedCommand struct {
 	// compensates (see Send).
 	withdrawable bool
 	deadline     *deadline
+	// compensation: sent by Compensate (for Step's report only).
+	compensation bool
 }
 
 // deadline is a timeout counted from when its command is sent.

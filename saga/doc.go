@@ -41,7 +41,7 @@
 // goes back to the saga's OnRejected handler; when there is none, the
 // instance runs its registered compensations and fails. Other failures are
 // retried with exponential backoff and jitter; a command still failing
-// after Config.MaxAttempts is marked dead and its instance fails, running
+// after Config.Retry.MaxAttempts is marked dead and its instance fails, running
 // its compensations, which saga list and the metrics show. A dead command
 // does not hold back the commands queued after it.
 //

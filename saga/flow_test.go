@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/command"
+	"github.com/cairn-es/cairn/internal/pgtest"
 	"github.com/cairn-es/cairn/projection"
 	"github.com/cairn-es/cairn/saga"
 )
@@ -41,8 +42,8 @@ func holdDoSteps(release <-chan struct{}, running *atomic.Int64) command.Middlew
 // no relay running: a process whose relay is gone.
 func (e *env) startProjectionsOnly(register func(m *saga.Manager)) {
 	e.t.Helper()
-	pm := projection.NewManager(e.store, projection.Config{Logger: quietLog, LeaderRetry: 50 * time.Millisecond})
-	register(saga.NewManager(e.store, pm, e.disp, e.registry, saga.Config{Logger: quietLog}))
+	pm := pgtest.Manager(e.t, e.store, projection.Config{Logger: quietLog, LeaderRetry: 50 * time.Millisecond})
+	register(saga.NewManager(pm, e.disp, e.registry, saga.Config{Logger: quietLog}))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = pm.Run(ctx) }()
@@ -142,7 +143,7 @@ func TestSagaCompensationWithdrawsCommandsNotSentYet(t *testing.T) {
 	require.Eventually(t, func() bool { return running.Load() == 1 }, 30*time.Second, 5*time.Millisecond)
 
 	e.dispatch(Expire{JobID: "w"})
-	insp := saga.NewInspector(e.store)
+	insp := saga.NewInspector(pgtest.DB(e.store))
 	require.Eventually(t, func() bool {
 		d, err := insp.Show(context.Background(), name, "w")
 		return err == nil && d.Status == saga.StatusCompleted
@@ -203,7 +204,7 @@ func TestSagaDeadlineCountsFromTheSend(t *testing.T) {
 	})
 	e.start(saga.Config{Concurrency: 1, Poll: 50 * time.Millisecond}, func(m *saga.Manager) { m.MustRegister(d) })
 	e.dispatch(Start{JobID: "first"})
-	insp := saga.NewInspector(e.store)
+	insp := saga.NewInspector(pgtest.DB(e.store))
 	require.Eventually(t, func() bool {
 		det, err := insp.Show(context.Background(), name, "first")
 		return err == nil && len(det.Timeouts) == 1 && det.Timeouts[0].DueAt != nil
@@ -285,7 +286,7 @@ func TestSagaTimeoutWaitsForTheSagaToHandleEarlierEvents(t *testing.T) {
 	})
 	r := e.start(saga.Config{Poll: 50 * time.Millisecond}, func(m *saga.Manager) { m.MustRegister(d) })
 	e.dispatch(Start{JobID: "h"})
-	insp := saga.NewInspector(e.store)
+	insp := saga.NewInspector(pgtest.DB(e.store))
 	require.Eventually(t, func() bool {
 		det, err := insp.Show(context.Background(), name, "h")
 		return err == nil && len(det.Timeouts) == 1

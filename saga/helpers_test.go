@@ -19,6 +19,7 @@ import (
 	"github.com/cairn-es/cairn/eventstore/postgres"
 	"github.com/cairn-es/cairn/internal/pgtest"
 	"github.com/cairn-es/cairn/projection"
+	"github.com/cairn-es/cairn/retry"
 	"github.com/cairn-es/cairn/saga"
 )
 
@@ -207,15 +208,15 @@ type runner struct {
 
 func (e *env) start(cfg saga.Config, register func(m *saga.Manager)) *runner {
 	e.t.Helper()
-	pm := projection.NewManager(e.store, projection.Config{Logger: quietLog, LeaderRetry: 50 * time.Millisecond,
-		Retry: projection.RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}})
+	pm := pgtest.Manager(e.t, e.store, projection.Config{Logger: quietLog, LeaderRetry: 50 * time.Millisecond,
+		Retry: retry.Policy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}})
 	if cfg.Logger == nil {
 		cfg.Logger = quietLog
 	}
-	if cfg.RetryBase == 0 {
-		cfg.RetryBase, cfg.RetryMax = time.Millisecond, 20*time.Millisecond
+	if cfg.Retry.BaseDelay == 0 {
+		cfg.Retry.BaseDelay, cfg.Retry.MaxDelay = time.Millisecond, 20*time.Millisecond
 	}
-	sm := saga.NewManager(e.store, pm, e.disp, e.registry, cfg)
+	sm := saga.NewManager(pm, e.disp, e.registry, cfg)
 	register(sm)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -244,7 +245,7 @@ func (e *env) dispatch(cmd any) command.Result {
 // awaitInstance waits until the instance has ended, and returns it.
 func (e *env) awaitEnded(sagaName, id string) saga.Detail {
 	e.t.Helper()
-	insp := saga.NewInspector(e.store)
+	insp := saga.NewInspector(pgtest.DB(e.store))
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		d, err := insp.Show(context.Background(), sagaName, id)

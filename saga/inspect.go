@@ -11,7 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/cairn-es/cairn/eventstore/postgres"
+	"github.com/cairn-es/cairn/migrations"
+	"github.com/cairn-es/cairn/pgdb"
 )
 
 // ErrInstanceNotFound: no saga instance has the ID asked for.
@@ -24,9 +25,14 @@ type Inspector struct {
 	schema string
 }
 
-// NewInspector returns an inspector of the sagas in store's schema.
-func NewInspector(store *postgres.Store) *Inspector {
-	return &Inspector{pool: store.Pool(), schema: pgx.Identifier{store.Schema()}.Sanitize()}
+// NewInspector returns an inspector of the sagas whose tables are in db
+// (the projection Manager's pgdb.DB; an empty Schema is
+// migrations.DefaultSchema).
+func NewInspector(db pgdb.DB) *Inspector {
+	if db.Schema == "" {
+		db.Schema = migrations.DefaultSchema
+	}
+	return &Inspector{pool: db.Pool, schema: db.Ident()}
 }
 
 func (i *Inspector) sql(q string) string { return strings.ReplaceAll(q, "{s}", i.schema) }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sort"
 	"sync"
 	"time"
@@ -15,9 +14,13 @@ import (
 
 	"github.com/cairn-es/cairn/command"
 	"github.com/cairn-es/cairn/eventstore"
-	"github.com/cairn-es/cairn/eventstore/postgres"
 	"github.com/cairn-es/cairn/projection"
+	"github.com/cairn-es/cairn/retry"
 )
+
+// DefaultRetry is the retry policy of a saga command that keeps failing:
+// 10 sends, waits from 100ms doubling up to 30s.
+var DefaultRetry = retry.Policy{MaxAttempts: 10, BaseDelay: 100 * time.Millisecond, MaxDelay: 30 * time.Second}
 
 // Config tunes a Manager. The zero value is usable.
 type Config struct {
@@ -25,13 +28,10 @@ type Config struct {
 	// for an event a handler keeps failing on (default
 	// projection.PolicyStop; see projection.Config.Retry for the retries).
 	Policy projection.Policy
-	// MaxAttempts bounds the sends of a command that keeps failing (not
-	// rejected: failing) before it is marked dead and its instance failed
-	// (default 10).
-	MaxAttempts int
-	// RetryBase and RetryMax shape the exponential backoff between sends
-	// (defaults 100ms and 30s).
-	RetryBase, RetryMax time.Duration
+	// Retry bounds the sends of a command that keeps failing (not
+	// rejected: failing) before it is marked dead and its instance failed,
+	// and spaces them (defaults: DefaultRetry).
+	Retry retry.Policy
 	// CommandTimeout bounds one send (default 30s).
 	CommandTimeout time.Duration
 	// Lease is how long a relay's claim on a command lasts without being
@@ -63,15 +63,7 @@ type Config struct {
 }
 
 func (c *Config) defaults() {
-	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = 10
-	}
-	if c.RetryBase <= 0 {
-		c.RetryBase = 100 * time.Millisecond
-	}
-	if c.RetryMax <= 0 {
-		c.RetryMax = 30 * time.Second
-	}
+	c.Retry = c.Retry.WithDefaults(DefaultRetry)
 	if c.CommandTimeout <= 0 {
 		c.CommandTimeout = 30 * time.Second
 	}
@@ -99,12 +91,13 @@ func (c *Config) defaults() {
 	}
 }
 
-// Manager runs sagas and reactors over a PostgreSQL event store. Register
+// Manager runs sagas and reactors over any event log, keeping their state
+// in PostgreSQL beside the projections that apply them. Register
 // puts their event handling on the projection manager, which applies it
 // (run it with projection.Manager.Run); Run sends the commands sagas
 // decided and fires their timeouts. Many processes may Run the same sagas.
 type Manager struct {
-	store       *postgres.Store
+	store       eventstore.Log
 	pool        *pgxpool.Pool
 	projections *projection.Manager
 	dispatcher  *command.Dispatcher
@@ -120,17 +113,24 @@ type Manager struct {
 	names []string // registered sagas, sorted
 }
 
-// NewManager returns a manager whose sagas are applied by projections,
-// send commands through dispatcher and decode events with registry.
-func NewManager(store *postgres.Store, projections *projection.Manager, dispatcher *command.Dispatcher, registry *eventstore.Registry, cfg Config) *Manager {
+// NewManager returns a manager whose sagas are applied by projections (and
+// keep their tables in its pgdb.DB, see Migrations), send commands through
+// dispatcher and decode events with registry. A manager without a
+// dispatcher only registers (the command line's, to report and rebuild
+// projections): its Run fails.
+func NewManager(projections *projection.Manager, dispatcher *command.Dispatcher, registry *eventstore.Registry, cfg Config) *Manager {
 	cfg.defaults()
+	db := projections.DB()
 	return &Manager{
-		store: store, pool: store.Pool(), projections: projections,
+		store: projections.Log(), pool: db.Pool, projections: projections,
 		dispatcher: dispatcher, registry: registry, cfg: cfg, log: cfg.Logger,
-		q: newQueries(store.Schema()), metrics: newMetrics(),
+		q: newQueries(db.Schema), metrics: newMetrics(),
 		sagas: map[string]runner{},
 	}
 }
+
+// inspector reads the manager's own tables.
+func (m *Manager) inspector() *Inspector { return NewInspector(m.projections.DB()) }
 
 // Saga is a saga definition (a *Definition[S]), for Register.
 type Saga interface {
@@ -262,6 +262,9 @@ func (m *Manager) persist(ctx context.Context, tx pgx.Tx, s runner, inst *instan
 // timeouts until ctx ends; it returns nil then. It does not apply events:
 // the projection manager does (run both on the same context).
 func (m *Manager) Run(ctx context.Context) error {
+	if m.dispatcher == nil {
+		return errors.New("saga: the manager has no dispatcher to send commands with")
+	}
 	if len(m.registered()) == 0 {
 		<-ctx.Done()
 		return nil
@@ -314,7 +317,7 @@ func (m *Manager) listen(ctx context.Context, w *waker) error {
 		}
 		m.log.Warn("cairn: saga listener lost its connection; retrying", "error", err)
 		w.wake()
-		if sleep(ctx, m.cfg.Poll) != nil {
+		if retry.Sleep(ctx, m.cfg.Poll) != nil {
 			return nil
 		}
 	}
@@ -339,17 +342,6 @@ func (m *Manager) listenOnce(ctx context.Context, w *waker) error {
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // wait blocks until woken, d passes or ctx ends.
 func wait(ctx context.Context, c <-chan struct{}, d time.Duration) {
 	t := time.NewTimer(d)
@@ -360,5 +352,3 @@ func wait(ctx context.Context, c <-chan struct{}, d time.Duration) {
 	case <-t.C:
 	}
 }
-
-func jitter(n int64) int64 { return rand.Int64N(n) }

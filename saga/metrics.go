@@ -101,7 +101,7 @@ func (g *gaugeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	stats, err := NewInspector(g.m.store).Stats(ctx, names...)
+	stats, err := g.m.inspector().Stats(ctx, names...)
 	if err != nil {
 		g.m.log.Warn("cairn: reading saga metrics failed", "error", err)
 		return

@@ -20,14 +20,21 @@ import (
 type Reactor struct {
 	name     string
 	handlers *projection.Handlers
-	policy   *projection.Policy
 	setup    func(ctx context.Context, tx pgx.Tx) error
+}
+
+// ReactorConfig configures a Reactor. The zero value is usable.
+type ReactorConfig struct {
+	// Setup gives the reactor tables of its own (an analytics handler's
+	// counters, a notifier's sent mail): it creates them, unqualified, in
+	// the reactor's schema, once. Nil: no tables.
+	Setup func(ctx context.Context, tx pgx.Tx) error
 }
 
 // NewReactor returns a reactor with no handlers. name is its projection's
 // name (see projection.ValidateName); events decode through registry.
-func NewReactor(name string, registry *eventstore.Registry) *Reactor {
-	return &Reactor{name: name, handlers: projection.NewHandlers(registry)}
+func NewReactor(name string, registry *eventstore.Registry, cfg ReactorConfig) *Reactor {
+	return &Reactor{name: name, handlers: projection.NewHandlers(registry), setup: cfg.Setup}
 }
 
 // React registers the handler of events of type E.
@@ -35,41 +42,26 @@ func React[E any](r *Reactor, fn func(ctx context.Context, tx pgx.Tx, event E, r
 	projection.On(r.handlers, fn)
 }
 
-// WithPolicy sets the reactor's failure policy (default: the manager's).
-func (r *Reactor) WithPolicy(p projection.Policy) *Reactor {
-	r.policy = &p
-	return r
-}
-
-// WithSetup gives the reactor tables of its own (an analytics handler's
-// counters, a notifier's sent mail): setup creates them, unqualified, in
-// the reactor's schema, once.
-func (r *Reactor) WithSetup(setup func(ctx context.Context, tx pgx.Tx) error) *Reactor {
-	r.setup = setup
-	return r
-}
-
 // Name returns the reactor's name.
 func (r *Reactor) Name() string { return r.name }
 
 // RegisterReactor adds a reactor: a projection registered with side
-// effects, which therefore cannot be rebuilt or reset.
-func (m *Manager) RegisterReactor(r *Reactor) error {
-	policy := m.cfg.Policy
-	if r.policy != nil {
-		policy = *r.policy
-	}
+// effects, which therefore cannot be rebuilt or reset. Its failure policy
+// is the manager's (Config.Policy) unless opts say otherwise
+// (projection.WithPolicy).
+func (m *Manager) RegisterReactor(r *Reactor, opts ...projection.Option) error {
 	p := &reactorProjector{r: r, mark: strings.ReplaceAll(`INSERT INTO {s}.handled_events (handler, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
-		"{s}", pgx.Identifier{m.store.Schema()}.Sanitize())}
-	if err := m.projections.Register(p, projection.WithSideEffects(), projection.WithPolicy(policy)); err != nil {
+		"{s}", m.projections.DB().Ident())}
+	opts = append([]projection.Option{projection.WithSideEffects(), projection.WithPolicy(m.cfg.Policy)}, opts...)
+	if err := m.projections.Register(p, opts...); err != nil {
 		return fmt.Errorf("saga: reactor %s: %w", r.name, err)
 	}
 	return nil
 }
 
 // MustRegisterReactor is RegisterReactor for start-up code.
-func (m *Manager) MustRegisterReactor(r *Reactor) {
-	if err := m.RegisterReactor(r); err != nil {
+func (m *Manager) MustRegisterReactor(r *Reactor, opts ...projection.Option) {
+	if err := m.RegisterReactor(r, opts...); err != nil {
 		panic(err)
 	}
 }

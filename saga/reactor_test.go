@@ -16,10 +16,10 @@ import (
 func TestReactorHandlesEachEventOnceEvenWhenItsCheckpointMovesBack(t *testing.T) {
 	e := newEnv(t)
 	sagaName, reactorName := uniqueName("steps"), uniqueName("notes")
-	notes := saga.NewReactor(reactorName, e.registry).WithSetup(func(ctx context.Context, tx pgx.Tx) error {
+	notes := saga.NewReactor(reactorName, e.registry, saga.ReactorConfig{Setup: func(ctx context.Context, tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `CREATE TABLE sent (event_id uuid PRIMARY KEY, job_id text NOT NULL, n int NOT NULL)`)
 		return err
-	})
+	}})
 	// A plain INSERT: a second delivery of an event would fail on the key.
 	saga.React(notes, func(ctx context.Context, tx pgx.Tx, s StepDone, rec eventstore.RecordedEvent) error {
 		_, err := tx.Exec(ctx, `INSERT INTO sent (event_id, job_id, n) VALUES ($1, $2, $3)`, rec.ID, s.JobID, s.N)

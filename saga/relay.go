@@ -12,6 +12,7 @@ import (
 	"github.com/cairn-es/cairn/command"
 	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/internal/pgerr"
+	"github.com/cairn-es/cairn/retry"
 )
 
 // outboxRow is a command a saga decided, as the relay claimed it.
@@ -152,7 +153,7 @@ func (m *Manager) flushSent(ctx context.Context, sent []int64, leases *leaseSet)
 				"commands", len(sent), "error", err)
 			return
 		}
-		_ = sleep(context.WithoutCancel(ctx), backoff(attempt, m.cfg.RetryBase, time.Second, jitter))
+		_ = retry.Sleep(context.WithoutCancel(ctx), m.recordRetry().Delay(attempt))
 	}
 }
 
@@ -246,6 +247,13 @@ func (m *Manager) send(ctx context.Context, r outboxRow) (sent bool) {
 	return false
 }
 
+// recordRetry spaces the attempts at recording an outcome while the
+// database is away: the send's own backoff, capped at a second, since the
+// command stays leased meanwhile.
+func (m *Manager) recordRetry() retry.Policy {
+	return retry.Policy{BaseDelay: m.cfg.Retry.BaseDelay, MaxDelay: time.Second}.WithDefaults(m.cfg.Retry)
+}
+
 // recordBudget bounds the attempts to record one send's outcome while the
 // database is unavailable; the command's lease is renewed meanwhile.
 const recordBudget = 30 * time.Second
@@ -262,7 +270,7 @@ func (m *Manager) recordOutcome(ctx context.Context, r outboxRow, cmd any, sendE
 		if err == nil || !pgerr.Transient(err) || time.Now().After(giveUp) {
 			return outcome, err
 		}
-		if sleep(context.WithoutCancel(ctx), backoff(attempt, m.cfg.RetryBase, time.Second, jitter)) != nil {
+		if retry.Sleep(context.WithoutCancel(ctx), m.recordRetry().Delay(attempt)) != nil {
 			return outcome, err
 		}
 	}
@@ -294,7 +302,7 @@ func (m *Manager) recordOnce(ctx context.Context, r outboxRow, cmd any, err erro
 // unavailable: it is tried again after the shortest backoff, and the
 // attempt does not count towards MaxAttempts, so an outage kills nothing.
 func (m *Manager) retrySoon(ctx context.Context, r outboxRow, cause error) (string, error) {
-	delay := backoff(1, m.cfg.RetryBase, m.cfg.RetryMax, jitter)
+	delay := m.cfg.Retry.Delay(1)
 	m.log.Warn("cairn: saga command not sent, the database is unavailable; retrying", "saga", r.saga, "instance", r.instanceID,
 		"command_id", r.commandID, "command_type", r.commandType, "retry_in", delay, "error", cause)
 	_, err := m.pool.Exec(ctx, m.q.markRetryUncounted, r.id, delay.Microseconds(), truncate(cause.Error()))
@@ -304,12 +312,12 @@ func (m *Manager) retrySoon(ctx context.Context, r outboxRow, cause error) (stri
 // retryOrDie schedules another send of a failed command, with backoff, or
 // gives up on it after MaxAttempts.
 func (m *Manager) retryOrDie(ctx context.Context, r outboxRow, cause error) (string, error) {
-	if r.attempts >= m.cfg.MaxAttempts {
+	if r.attempts >= m.cfg.Retry.MaxAttempts {
 		m.log.Error("cairn: saga command failed for good; its instance has failed", "saga", r.saga, "instance", r.instanceID,
 			"command_id", r.commandID, "command_type", r.commandType, "attempts", r.attempts, "error", cause)
 		return "dead", m.dead(ctx, r, cause)
 	}
-	delay := backoff(r.attempts, m.cfg.RetryBase, m.cfg.RetryMax, jitter)
+	delay := m.cfg.Retry.Delay(r.attempts)
 	m.log.Warn("cairn: saga command failed; retrying", "saga", r.saga, "instance", r.instanceID,
 		"command_id", r.commandID, "command_type", r.commandType, "attempt", r.attempts, "retry_in", delay, "error", cause)
 	_, err := m.pool.Exec(ctx, m.q.markRetry, r.id, delay.Microseconds(), truncate(cause.Error()))

@@ -12,7 +12,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/command"
+	"github.com/cairn-es/cairn/internal/pgtest"
 	"github.com/cairn-es/cairn/projection"
+	"github.com/cairn-es/cairn/retry"
 	"github.com/cairn-es/cairn/saga"
 )
 
@@ -95,11 +97,11 @@ func TestSagaRejectionGoesToOnRejected(t *testing.T) {
 func TestSagaCommandThatKeepsFailingIsDeadAndFailsItsInstance(t *testing.T) {
 	e := newEnv(t)
 	name := uniqueName("steps")
-	r := e.start(saga.Config{MaxAttempts: 3}, func(m *saga.Manager) { m.MustRegister(e.stepsSaga(name)) })
+	r := e.start(saga.Config{Retry: retry.Policy{MaxAttempts: 3}}, func(m *saga.Manager) { m.MustRegister(e.stepsSaga(name)) })
 	e.failDo.Store(true)
 	e.dispatch(Start{JobID: "d", Steps: 2})
 
-	insp := saga.NewInspector(e.store)
+	insp := saga.NewInspector(pgtest.DB(e.store))
 	require.Eventually(t, func() bool {
 		d, err := insp.Show(context.Background(), name, "d")
 		return err == nil && d.Status == saga.StatusFailed
@@ -146,7 +148,7 @@ func TestSagaCommandThatKeepsFailingIsDeadAndFailsItsInstance(t *testing.T) {
 func TestSagaDeadStepRunsTheCompensationsOfTheStepsDone(t *testing.T) {
 	e := newEnv(t)
 	name := uniqueName("steps")
-	e.start(saga.Config{MaxAttempts: 2}, func(m *saga.Manager) { m.MustRegister(e.stepsSaga(name)) })
+	e.start(saga.Config{Retry: retry.Policy{MaxAttempts: 2}}, func(m *saga.Manager) { m.MustRegister(e.stepsSaga(name)) })
 	e.failFrom.Store(3)
 	e.dispatch(Start{JobID: "c", Steps: 4})
 	d := e.awaitEnded(name, "c")
@@ -200,15 +202,23 @@ func TestSagaTimeoutSurvivesARestartAndFiresExactlyOnce(t *testing.T) {
 	}
 	first := e.start(saga.Config{}, func(m *saga.Manager) { m.MustRegister(def()) })
 	e.dispatch(Start{JobID: "t"})
-	insp := saga.NewInspector(e.store)
+	insp := saga.NewInspector(pgtest.DB(e.store))
 	require.Eventually(t, func() bool {
 		d, err := insp.Show(context.Background(), name, "t")
 		return err == nil && len(d.Timeouts) == 1
 	}, 30*time.Second, 10*time.Millisecond)
 	first.stop() // the process goes away before the timeout is due
 
-	// Two processes come up; both see the timeout due.
-	time.Sleep(800 * time.Millisecond)
+	// Two processes come up once the timeout is due (by the database's
+	// clock, which the timer reads); both see it due.
+	pending, err := insp.Show(context.Background(), name, "t")
+	require.NoError(t, err)
+	require.NotNil(t, pending.Timeouts[0].DueAt)
+	require.Eventually(t, func() bool {
+		var due bool
+		err := e.store.Pool().QueryRow(context.Background(), "SELECT $1::timestamptz <= now()", *pending.Timeouts[0].DueAt).Scan(&due)
+		return err == nil && due
+	}, 30*time.Second, 20*time.Millisecond)
 	e.start(saga.Config{}, func(m *saga.Manager) { m.MustRegister(def()) })
 	e.start(saga.Config{}, func(m *saga.Manager) { m.MustRegister(def()) })
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -256,20 +255,4 @@ func (q *queries) enqueue(ctx context.Context, tx pgx.Tx, sagaName string, inst 
 		return fmt.Errorf("saga %s: queueing commands of instance %s: %w", sagaName, inst.id, err)
 	}
 	return nil
-}
-
-// backoff is the delay before attempt n+1 of a failing command: exponential
-// from base, capped, with full jitter in its upper half so that commands
-// failing together do not retry together.
-func backoff(attempt int, base, max time.Duration, rnd func(int64) int64) time.Duration {
-	d := base
-	for i := 1; i < attempt && d < max; i++ {
-		d *= 2
-	}
-	d = min(d, max)
-	half := int64(d / 2)
-	if half <= 0 {
-		return d
-	}
-	return time.Duration(half + rnd(half+1))
 }

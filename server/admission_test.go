@@ -16,8 +16,8 @@ func TestCommandRefusedByAdmissionIs503WithRetryAfterAndWritesNothing(t *testing
 	e := newEnv(t, envOptions{})
 	var full atomic.Bool
 	full.Store(true)
-	srv, err := server.New(server.Config{Logger: quiet, NoSignals: true},
-		server.WithDispatcher(e.d), server.WithStore(e.store), server.WithMetrics(server.NewMetrics()),
+	srv, err := server.New(server.Config{Logger: quiet},
+		server.WithDispatcher(e.d), withHealth(e.store), server.WithMetrics(server.NewMetrics()),
 		server.WithAdmission(func(context.Context) error {
 			if full.Load() {
 				return &command.OverloadedError{Reason: "the saga backlog is past its bound", RetryAfter: 2500 * time.Millisecond}

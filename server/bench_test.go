@@ -251,7 +251,7 @@ func (m *benchReadModel) frameworkServer(b *testing.B) string {
 	query.MustRegister(bus, query.HandlerFunc[BenchListItems, query.Page[benchItem]](func(ctx context.Context, q BenchListItems) (query.Page[benchItem], error) {
 		return query.List(ctx, m.pool, benchListing, m.base, q.Req, scanBenchItem)
 	}))
-	srv, err := server.New(server.Config{Logger: benchLog, NoSignals: true}, server.WithQueryBus(bus))
+	srv, err := server.New(server.Config{Logger: benchLog}, server.WithQueryBus(bus))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -692,7 +692,7 @@ func BenchmarkHTTPCommand(b *testing.B) {
 		aggregate.Record(a, benchAccountOpened{Owner: c.Owner})
 		return accounts.Save(ctx, a)
 	})
-	srv, err := server.New(server.Config{Logger: benchLog, NoSignals: true}, server.WithDispatcher(d), server.WithStore(store), server.WithMetrics(metrics))
+	srv, err := server.New(server.Config{Logger: benchLog}, server.WithDispatcher(d), withHealth(store), server.WithMetrics(metrics))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -737,7 +737,7 @@ func BenchmarkQueryRouteOverhead(b *testing.B) {
 		it.ID = q.ID
 		return it, nil
 	}))
-	srv, err := server.New(server.Config{Logger: benchLog, NoSignals: true}, server.WithQueryBus(bus))
+	srv, err := server.New(server.Config{Logger: benchLog}, server.WithQueryBus(bus))
 	if err != nil {
 		b.Fatal(err)
 	}

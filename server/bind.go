@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
@@ -172,149 +173,6 @@ func unescapePathParams(c echo.Context) error {
 	return nil
 }
 
-// pathPlan binds path parameters into a struct the way echo's binder
-// does, without its per-request map and reflection over the type: made
-// once per route, for structs whose `param` fields are all of basic kinds
-// (strings, integers, floats, booleans, without unmarshaling methods). A
-// nil plan means echo's binder does the work.
-type pathPlan struct {
-	fields []planField
-}
-
-type planField struct {
-	name  string
-	index int
-	kind  reflect.Kind
-	bits  int
-}
-
-var (
-	bindUnmarshalerType         = reflect.TypeFor[echo.BindUnmarshaler]()
-	bindMultipleUnmarshalerType = reflect.TypeFor[interface{ UnmarshalParams([]string) error }]()
-	textUnmarshalerType         = reflect.TypeFor[interface{ UnmarshalText([]byte) error }]()
-)
-
-// planPath returns the plan for binding a *t's path parameters (t a
-// struct, or a pointer to one), or nil where echo's binder must do it.
-func planPath(t reflect.Type) *pathPlan {
-	if t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t.Kind() != reflect.Struct {
-		return nil
-	}
-	p := &pathPlan{}
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if f.Anonymous {
-			return nil // embedded structs: echo's rules are subtle
-		}
-		if !f.IsExported() {
-			continue // echo cannot set it
-		}
-		name := f.Tag.Get("param")
-		if name == "" {
-			if f.Type.Kind() == reflect.Struct {
-				return nil // echo looks inside
-			}
-			continue
-		}
-		pt := reflect.PointerTo(f.Type)
-		if pt.Implements(bindUnmarshalerType) || pt.Implements(bindMultipleUnmarshalerType) || pt.Implements(textUnmarshalerType) {
-			return nil
-		}
-		pf := planField{name: name, index: i, kind: f.Type.Kind()}
-		switch pf.kind {
-		case reflect.String, reflect.Bool:
-		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
-			reflect.Float32, reflect.Float64:
-			pf.bits = f.Type.Bits()
-			if pf.kind == reflect.Int || pf.kind == reflect.Uint {
-				pf.bits = 0 // as echo parses them
-			}
-		default:
-			return nil
-		}
-		p.fields = append(p.fields, pf)
-	}
-	return p
-}
-
-// bind sets the planned fields of the struct ptr points to from c's path
-// parameters. ok is false when the plan cannot decide (a value that does
-// not parse, a name that matches only in another case): echo's binder then
-// binds, with its own results and errors.
-func (p *pathPlan) bind(c echo.Context, ptr any) (ok bool) {
-	names, values := c.ParamNames(), c.ParamValues()
-	if len(names) == 0 || len(p.fields) == 0 {
-		return true // echo's binder binds nothing either
-	}
-	v := reflect.ValueOf(ptr).Elem()
-	for _, f := range p.fields {
-		found := -1
-		for i, name := range names {
-			if name == f.name {
-				found = i // the last one wins, as in echo's map
-			}
-		}
-		if found < 0 {
-			for _, name := range names {
-				if strings.EqualFold(name, f.name) {
-					return false
-				}
-			}
-			continue
-		}
-		val := ""
-		if found < len(values) {
-			val = values[found]
-		}
-		field := v.Field(f.index)
-		switch f.kind {
-		case reflect.String:
-			field.SetString(val)
-		case reflect.Bool:
-			if val == "" {
-				val = "false"
-			}
-			b, err := strconv.ParseBool(val)
-			if err != nil {
-				return false
-			}
-			field.SetBool(b)
-		case reflect.Float32, reflect.Float64:
-			if val == "" {
-				val = "0.0"
-			}
-			x, err := strconv.ParseFloat(val, f.bits)
-			if err != nil {
-				return false
-			}
-			field.SetFloat(x)
-		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-			if val == "" {
-				val = "0"
-			}
-			x, err := strconv.ParseUint(val, 10, f.bits)
-			if err != nil {
-				return false
-			}
-			field.SetUint(x)
-		default:
-			if val == "" {
-				val = "0"
-			}
-			x, err := strconv.ParseInt(val, 10, f.bits)
-			if err != nil {
-				return false
-			}
-			field.SetInt(x)
-		}
-	}
-	return true
-}
-
 // querySpec lists the query parameters a query type binds from `query`
 // tags the way echo's binder finds them: name -> whether it takes several
 // values.
@@ -355,7 +213,7 @@ func querySpec(t reflect.Type) map[string]bool {
 
 // bindQuery builds a Q from the request: through BindRequest, or from its
 // tags, refusing unknown and repeated query parameters; then validates it.
-func (s *Server) bindQuery(c echo.Context, ptr any, spec map[string]bool, plan *pathPlan) error {
+func (s *Server) bindQuery(c echo.Context, ptr any, spec map[string]bool) error {
 	r := c.Request()
 	var values url.Values
 	if r.URL.RawQuery != "" {
@@ -400,10 +258,8 @@ func (s *Server) bindQuery(c echo.Context, ptr any, spec map[string]bool, plan *
 				}
 			}
 		}
-		if plan == nil || !plan.bind(c, ptr) {
-			if err := defaultBinder.BindPathParams(c, ptr); err != nil {
-				return badRequest(ProblemInvalidQuery, "%s", s.diagnosePath(c, ptr)).wrap(err)
-			}
+		if err := defaultBinder.BindPathParams(c, ptr); err != nil {
+			return badRequest(ProblemInvalidQuery, "%s", s.diagnosePath(c, ptr)).wrap(err)
 		}
 		// echo's binder binds nothing from an empty query string.
 		if len(values) > 0 {
@@ -420,42 +276,47 @@ func (s *Server) bindQuery(c echo.Context, ptr any, spec map[string]bool, plan *
 	return nil
 }
 
-// fresh returns a new zero value of the type ptr points to, as a pointer.
-func fresh(ptr any) any { return reflect.New(reflect.TypeOf(ptr).Elem()).Interface() }
+// Echo's struct binder reports what failed to parse (a *strconv.NumError,
+// say) but not which parameter it came from, and the client must be told.
+// So on that failure, and only then, diagnosePath and diagnoseQuery ask
+// echo's binder again, one parameter at a time into a fresh value, and
+// name the first that fails. The parsing rules stay echo's.
 
 // diagnosePath names the path parameter echo's binder failed on.
 func (s *Server) diagnosePath(c echo.Context, ptr any) string {
 	names, values := c.ParamNames(), c.ParamValues()
-	for i, name := range names {
+	return firstBad("path parameter", names, func(i int) error {
 		ec := s.echo.NewContext(c.Request(), nil)
-		ec.SetParamNames(name)
+		ec.SetParamNames(names[i])
 		ec.SetParamValues(values[i])
-		if err := defaultBinder.BindPathParams(ec, fresh(ptr)); err != nil {
-			return fmt.Sprintf("path parameter %q: %s", name, describeBindError(err))
-		}
-	}
-	return "a path parameter has an invalid value"
+		return defaultBinder.BindPathParams(ec, fresh(ptr))
+	})
 }
 
 // diagnoseQuery names the query parameter echo's binder failed on.
 func (s *Server) diagnoseQuery(c echo.Context, values url.Values, ptr any) string {
-	keys := make([]string, 0, len(values))
-	for k := range values {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
+	keys := slices.Sorted(maps.Keys(values))
+	return firstBad("query parameter", keys, func(i int) error {
 		r := c.Request().Clone(c.Request().Context())
 		u := *r.URL
-		u.RawQuery = url.Values{k: values[k]}.Encode()
+		u.RawQuery = url.Values{keys[i]: values[keys[i]]}.Encode()
 		r.URL = &u
-		ec := s.echo.NewContext(r, nil)
-		if err := defaultBinder.BindQueryParams(ec, fresh(ptr)); err != nil {
-			return fmt.Sprintf("query parameter %q: %s", k, describeBindError(err))
+		return defaultBinder.BindQueryParams(s.echo.NewContext(r, nil), fresh(ptr))
+	})
+}
+
+// firstBad words the failure of the first of names that bind fails on.
+func firstBad(kind string, names []string, bind func(i int) error) string {
+	for i, name := range names {
+		if err := bind(i); err != nil {
+			return fmt.Sprintf("%s %q: %s", kind, clip(name), describeBindError(err))
 		}
 	}
-	return "a query parameter has an invalid value"
+	return "a " + kind + " has an invalid value"
 }
+
+// fresh returns a new zero value of the type ptr points to, as a pointer.
+func fresh(ptr any) any { return reflect.New(reflect.TypeOf(ptr).Elem()).Interface() }
 
 func describeBindError(err error) string {
 	var ne *strconv.NumError
@@ -490,7 +351,8 @@ func clip(s string) string {
 }
 
 // readCommandBody checks the content type and reads the body, bounded.
-func (s *Server) readCommandBody(r *http.Request) ([]byte, error) {
+func (s *Server) readCommandBody(c echo.Context) ([]byte, error) {
+	r := c.Request()
 	ct, present, ok := singleHeader(r, echo.HeaderContentType)
 	if !ok {
 		return nil, NewProblem(http.StatusUnsupportedMediaType, ProblemUnsupportedMediaType, "give one Content-Type: application/json")
@@ -501,7 +363,7 @@ func (s *Server) readCommandBody(r *http.Request) ([]byte, error) {
 		}
 	}
 	if r.ContentLength > s.cfg.BodyLimit {
-		s.discardBody(r)
+		s.discardBody(c)
 		return nil, badRequest(ProblemBodyTooLarge, "the request body exceeds %d bytes", s.cfg.BodyLimit)
 	}
 	var body []byte
@@ -511,7 +373,7 @@ func (s *Server) readCommandBody(r *http.Request) ([]byte, error) {
 		var tooLarge *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooLarge) || int64(len(body)) > s.cfg.BodyLimit:
-			s.discardBody(r)
+			s.discardBody(c)
 			return nil, badRequest(ProblemBodyTooLarge, "the request body exceeds %d bytes", s.cfg.BodyLimit)
 		case err != nil:
 			return nil, badRequest(ProblemMalformedJSON, "the request body could not be read").wrap(err)

@@ -17,12 +17,13 @@
 //		server.WithDispatcher(d), server.WithQueryBus(bus),
 //		server.WithProjections(manager), server.WithStore(store),
 //		server.WithMetrics(metrics))
-//	server.MustCommand[PlaceOrder](srv, "/orders", server.WithResponse(
-//		func(c PlaceOrder, r command.Result) any {
+//	server.MustCommandWithResponse(srv, "/orders",
+//		func(c PlaceOrder, r command.Result) map[string]any {
 //			return map[string]any{"order_id": c.OrderID, "command_id": r.CommandID, "position": r.Position}
-//		}))
+//		})
 //	server.MustQuery[GetOrder, Order](srv, "/orders/:id")
 //
+//	// The server takes no signals itself: main opts in.
 //	ctx, stop := server.SignalContext(context.Background())
 //	defer stop()
 //	projections := make(chan error, 1)

@@ -18,12 +18,14 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cairn-es/cairn/app"
 	"github.com/cairn-es/cairn/command"
 	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/eventstore/postgres"
 	"github.com/cairn-es/cairn/internal/pgtest"
 	"github.com/cairn-es/cairn/projection"
 	"github.com/cairn-es/cairn/query"
+	"github.com/cairn-es/cairn/retry"
 	"github.com/cairn-es/cairn/server"
 )
 
@@ -74,9 +76,9 @@ func newEnv(t testing.TB, o envOptions) *env {
 			_, _ = pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{s}.Sanitize()+" CASCADE")
 		}
 	})
-	e.mgr = projection.NewManager(store, projection.Config{
+	e.mgr = pgtest.Manager(t, store, projection.Config{
 		Logger:      quiet,
-		Retry:       projection.RetryPolicy{MaxAttempts: 1, BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond},
+		Retry:       retry.Policy{MaxAttempts: 1, BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond},
 		LeaderRetry: 100 * time.Millisecond,
 	})
 	e.mgr.MustRegister(&ordersProjection{name: e.model})
@@ -113,11 +115,16 @@ func newEnv(t testing.TB, o envOptions) *env {
 	return e
 }
 
+// withHealth makes /readyz check store's database and every migration set
+// of a Cairn service.
+func withHealth(store *postgres.Store) server.Option {
+	return server.WithHealth(pgtest.DB(store), app.Migrations()...)
+}
+
 // newServer builds a server on the env's dependencies with the test routes.
 func (e *env) newServer(t testing.TB, cfg server.Config, metrics *server.Metrics) *server.Server {
 	t.Helper()
 	cfg.Logger = quiet
-	cfg.NoSignals = true
 	if cfg.MaxWait == 0 {
 		// Generous: the shared test cluster's horizon can be held back by
 		// other tests' transactions.
@@ -128,11 +135,11 @@ func (e *env) newServer(t testing.TB, cfg server.Config, metrics *server.Metrics
 	}
 	srv, err := server.New(cfg,
 		server.WithDispatcher(e.d), server.WithQueryBus(e.bus), server.WithProjections(e.mgr),
-		server.WithStore(e.store), server.WithMetrics(metrics))
+		withHealth(e.store), server.WithMetrics(metrics))
 	require.NoError(t, err)
-	server.MustCommand[PlaceOrder](srv, "/orders", server.WithResponse(func(c PlaceOrder, r command.Result) any {
+	server.MustCommandWithResponse(srv, "/orders", func(c PlaceOrder, r command.Result) map[string]any {
 		return map[string]any{"order_id": c.OrderID, "command_id": r.CommandID, "position": r.Position}
-	}))
+	})
 	server.MustCommand[AmendOrder](srv, "/orders/:id/amend")
 	server.MustCommand[CancelOrder](srv, "/orders/:id/cancel")
 	server.MustCommand[FuzzCommand](srv, "/fuzz/:id")

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -15,12 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/cairn-es/cairn/aggregate"
 	"github.com/cairn-es/cairn/command"
-	"github.com/cairn-es/cairn/eventstore"
-	"github.com/cairn-es/cairn/internal/pgerr"
 	"github.com/cairn-es/cairn/projection"
-	"github.com/cairn-es/cairn/query"
 )
 
 // Metric names. Every series lives in the Metrics' own registry; nothing is
@@ -42,7 +37,9 @@ const (
 	// MetricCommandsFailed counts failed commands, labelled command and
 	// reason (invalid, rejected, conflict, idempotency_key_reused,
 	// not_found, unknown_command, overloaded, unavailable (the database,
-	// as pgerr.Transient tells it), canceled, error).
+	// as pgerr.Transient tells it, or a missing read model), canceled,
+	// error): the same classes, in the same order, as the problem the
+	// command's route answers (see errorClasses).
 	MetricCommandsFailed = "cairn_commands_failed_total"
 	// MetricCommandDuration is a histogram of command handling time in
 	// seconds (retries included), labelled command.
@@ -270,30 +267,6 @@ func (m *Metrics) RetryPolicy(p command.RetryPolicy) command.RetryPolicy {
 		}
 	}
 	return p
-}
-
-func failureReason(err error) string {
-	switch {
-	case errors.Is(err, command.ErrInvalidCommand):
-		return "invalid"
-	case errors.Is(err, command.ErrRejected):
-		return "rejected"
-	case errors.Is(err, eventstore.ErrIdempotencyKeyReused):
-		return "idempotency_key_reused"
-	case errors.Is(err, eventstore.ErrConcurrency):
-		return "conflict"
-	case errors.Is(err, command.ErrUnknownCommand):
-		return "unknown_command"
-	case errors.Is(err, aggregate.ErrNotFound), errors.Is(err, query.ErrNotFound), errors.Is(err, eventstore.ErrStreamNotFound):
-		return "not_found"
-	case errors.Is(err, command.ErrOverloaded):
-		return "overloaded"
-	case pgerr.Transient(err):
-		return "unavailable"
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return "canceled"
-	}
-	return "error"
 }
 
 // projectionCollector reads the projections' status on each scrape.

@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/cairn-es/cairn/migrations"
+	"github.com/cairn-es/cairn/pgdb"
 	"github.com/cairn-es/cairn/projection"
 )
 
@@ -80,7 +81,7 @@ type ProjectionHealth struct {
 }
 
 // Readiness checks what /readyz reports: the database answers (with
-// WithStore), its schema is fully migrated, and every registered projection
+// WithHealth), its schema is fully migrated, and every registered projection
 // (with WithProjections) is not failed and lags by at most
 // Config.ReadyMaxLag events. A paused projection is ready while its lag
 // allows. While the server shuts down it is not ready.
@@ -93,14 +94,14 @@ func (s *Server) Readiness(ctx context.Context) ReadinessReport {
 	rep := ReadinessReport{Status: "ready"}
 	fail := func() { rep.Status = "unready" }
 	dbOK := true
-	if s.store != nil {
+	if h := s.health; h != nil {
 		rep.Database = &CheckResult{Status: "ok"}
-		rep.Migrations = &MigrationsCheck{Status: "ok", Schema: s.store.Schema()}
-		if err := s.store.Pool().Ping(ctx); err != nil {
+		rep.Migrations = &MigrationsCheck{Status: "ok", Schema: h.db.Schema}
+		if err := h.db.Pool.Ping(ctx); err != nil {
 			s.log.Warn("cairn: readiness: database unreachable", "error", err)
 			rep.Database.Status, rep.Migrations.Status, dbOK = "unavailable", "unknown", false
 			fail()
-		} else if st, err := s.migrationStatus(ctx); err != nil {
+		} else if st, err := h.migrationStatus(ctx); err != nil {
 			s.log.Warn("cairn: readiness: reading the migration status failed", "error", err)
 			rep.Migrations.Status = "unknown"
 			fail()
@@ -149,11 +150,17 @@ func (s *Server) Readiness(ctx context.Context) ReadinessReport {
 	return rep
 }
 
-func (s *Server) migrationStatus(ctx context.Context) (migrations.Status, error) {
-	conn, err := s.store.Pool().Acquire(ctx)
+// health is the database /readyz checks (WithHealth).
+type health struct {
+	db   pgdb.DB
+	sets []migrations.Set
+}
+
+func (h *health) migrationStatus(ctx context.Context) (migrations.Status, error) {
+	conn, err := h.db.Pool.Acquire(ctx)
 	if err != nil {
 		return migrations.Status{}, err
 	}
 	defer conn.Release()
-	return migrations.CurrentStatus(ctx, conn.Conn(), s.store.Schema())
+	return migrations.CurrentStatus(ctx, conn.Conn(), h.db.Schema, h.sets...)
 }

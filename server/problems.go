@@ -1,23 +1,14 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/labstack/echo/v4"
-
-	"github.com/cairn-es/cairn/aggregate"
-	"github.com/cairn-es/cairn/command"
-	"github.com/cairn-es/cairn/eventstore"
-	"github.com/cairn-es/cairn/internal/pgerr"
-	"github.com/cairn-es/cairn/query"
 )
 
 // Every error response is an RFC 9457 problem: a JSON object served as
@@ -73,7 +64,8 @@ const (
 	// requires.
 	ProblemInsufficientScope = ProblemBase + "insufficient-scope"
 	// ProblemNotFound (404): no such route, or the query's (or command's)
-	// subject does not exist (query.ErrNotFound, aggregate.ErrNotFound).
+	// subject does not exist (query.ErrNotFound, or
+	// eventstore.ErrStreamNotFound, which aggregate.NotFoundError wraps).
 	ProblemNotFound = ProblemBase + "not-found"
 	// ProblemMethodNotAllowed (405): the route exists for other methods;
 	// the Allow header lists them.
@@ -207,8 +199,8 @@ func badRequest(typ, format string, args ...any) *Problem {
 }
 
 // problemFor maps any error a handler returned to the problem the client
-// sees. Only the messages of errors that are about the client's input reach
-// the detail.
+// sees: a *Problem as is, echo's errors by their status, anything else by
+// the table in classify.go.
 func (s *Server) problemFor(err error) *Problem {
 	var p *Problem
 	if errors.As(err, &p) {
@@ -218,51 +210,7 @@ func (s *Server) problemFor(err error) *Problem {
 	if errors.As(err, &he) {
 		return s.problemForHTTPError(he)
 	}
-	var rejected *command.RejectedError
-	var invalid *command.ValidationError
-	var notFound *query.NotFoundError
-	var overloaded *command.OverloadedError
-	switch {
-	case errors.As(err, &overloaded):
-		return s.overloaded(err, overloaded)
-	case errors.Is(err, command.ErrOverloaded):
-		return s.overloaded(err, nil)
-	case errors.As(err, &rejected):
-		return NewProblem(http.StatusUnprocessableEntity, ProblemCommandRejected, rejected.Reason.Error()).wrap(err)
-	case errors.Is(err, command.ErrRejected):
-		return NewProblem(http.StatusUnprocessableEntity, ProblemCommandRejected, "a domain rule refused the command").wrap(err)
-	case errors.As(err, &invalid):
-		return NewProblem(http.StatusUnprocessableEntity, ProblemInvalidCommand, invalid.Err.Error()).wrap(err)
-	case errors.Is(err, command.ErrInvalidCommand):
-		return NewProblem(http.StatusUnprocessableEntity, ProblemInvalidCommand, "the command is invalid").wrap(err)
-	case errors.Is(err, eventstore.ErrIdempotencyKeyReused):
-		return NewProblem(http.StatusConflict, ProblemIdempotencyKeyReused,
-			"this idempotency key was already used for a different command or payload").wrap(err)
-	case errors.Is(err, eventstore.ErrConcurrency):
-		return NewProblem(http.StatusConflict, ProblemConcurrencyConflict,
-			"the command conflicted with concurrent changes to the same entity; reload and retry").wrap(err)
-	case errors.Is(err, query.ErrInvalidQuery):
-		return NewProblem(http.StatusBadRequest, ProblemInvalidQuery, strings.TrimPrefix(err.Error(), "query: ")).wrap(err)
-	case errors.As(err, &notFound):
-		return NewProblem(http.StatusNotFound, ProblemNotFound, notFound.Error()).wrap(err)
-	case errors.Is(err, query.ErrNotFound), errors.Is(err, aggregate.ErrNotFound), errors.Is(err, eventstore.ErrStreamNotFound):
-		return NewProblem(http.StatusNotFound, ProblemNotFound, "the requested resource does not exist").wrap(err)
-	case errors.Is(err, eventstore.ErrInvalidStreamID):
-		return NewProblem(http.StatusUnprocessableEntity, ProblemInvalidCommand, "the command names an invalid identifier").wrap(err)
-	case errors.Is(err, eventstore.ErrEventTooLarge):
-		return NewProblem(http.StatusUnprocessableEntity, ProblemInvalidCommand, "the command's events are too large").wrap(err)
-	case errors.Is(err, eventstore.ErrInvalidEvent):
-		return invalidEvent(err)
-	case readModelMissing(err):
-		return s.unavailable(ProblemReadModelUnavailable, "the read model is not built yet; try again later").wrap(err)
-	case pgerr.Transient(err):
-		return s.unavailable(ProblemDatabaseUnavailable, "the database is unavailable; try again later").wrap(err)
-	case errors.Is(err, context.DeadlineExceeded):
-		return s.unavailable(ProblemUnavailable, "the request took too long; try again later").wrap(err)
-	case errors.Is(err, context.Canceled):
-		return s.unavailable(ProblemUnavailable, "the request was canceled").wrap(err)
-	}
-	return NewProblem(http.StatusInternalServerError, ProblemInternal, "an internal error occurred; quote the request ID when reporting it").wrap(err)
+	return s.classified(err)
 }
 
 func (s *Server) problemForHTTPError(he *echo.HTTPError) *Problem {
@@ -283,20 +231,7 @@ func (s *Server) problemForHTTPError(he *echo.HTTPError) *Problem {
 	if he.Code >= 400 && he.Code < 500 {
 		return &Problem{Type: "about:blank", Title: http.StatusText(he.Code), Status: he.Code, Err: he}
 	}
-	return NewProblem(http.StatusInternalServerError, ProblemInternal, "an internal error occurred; quote the request ID when reporting it").wrap(he)
-}
-
-// invalidEvent is the 422 of a command whose events the store refused (a
-// NUL character or an unpaired surrogate in a value, say): the client's
-// input, since the events carry what the command did. The detail is the
-// store's reason, which names the field but no stream or internal state.
-func invalidEvent(err error) *Problem {
-	detail := "the command's events carry a value the event store cannot keep"
-	var ve *eventstore.ValidationError
-	if errors.As(err, &ve) && ve.Reason != "" {
-		detail += ": " + ve.Reason
-	}
-	return NewProblem(http.StatusUnprocessableEntity, ProblemInvalidCommand, detail).wrap(err)
+	return NewProblem(http.StatusInternalServerError, ProblemInternal, internalDetail).wrap(he)
 }
 
 // dataException tells a PostgreSQL error that a value the statement was
@@ -326,8 +261,7 @@ func dataException(err error) bool {
 
 // unavailable is a 503 with Retry-After.
 func (s *Server) unavailable(typ, detail string) *Problem {
-	secs := max(1, int(s.cfg.RetryAfter.Round(1e9).Seconds()))
-	return NewProblem(http.StatusServiceUnavailable, typ, detail).withHeader("Retry-After", strconv.Itoa(secs))
+	return NewProblem(http.StatusServiceUnavailable, typ, detail).withHeader("Retry-After", strconv.Itoa(s.retryAfterSeconds(nil)))
 }
 
 // readModelMissing tells a query of a table or schema that does not exist:
@@ -336,23 +270,6 @@ func (s *Server) unavailable(typ, detail string) *Problem {
 func readModelMissing(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "3F000")
-}
-
-// overloaded is the 503 of a command refused for backpressure. Its
-// Retry-After is the refusal's own, rounded up to whole seconds so that the
-// client does not come back before the backlog had the time it asked for;
-// without one it is the server's.
-func (s *Server) overloaded(err error, o *command.OverloadedError) *Problem {
-	detail := "the service is overloaded; the command was not run; resend it after Retry-After"
-	if o != nil && o.Reason != "" {
-		detail = "the service is overloaded (" + o.Reason + "); the command was not run; resend it after Retry-After"
-	}
-	if o == nil || o.RetryAfter <= 0 {
-		return s.unavailable(ProblemOverloaded, detail).wrap(err)
-	}
-	secs := max(1, int((o.RetryAfter+time.Second-1)/time.Second))
-	return NewProblem(http.StatusServiceUnavailable, ProblemOverloaded, detail).
-		withHeader("Retry-After", strconv.Itoa(secs)).wrap(err)
 }
 
 // writeProblem sends p, completing it with the request's path and ID rid.

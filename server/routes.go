@@ -26,7 +26,6 @@ type routeConfig struct {
 	scopes    []string
 	scopesSet bool
 	anonymous bool
-	response  any // func(C, command.Result) any
 	maxWait   time.Duration
 	policy    routePolicy // see policy.go
 }
@@ -40,14 +39,6 @@ func WithScopes(scopes ...string) RouteOption {
 
 // Anonymous makes the route need no authentication.
 func Anonymous() RouteOption { return func(r *routeConfig) { r.anonymous = true } }
-
-// WithResponse shapes the body of a command route's 202 response: fn gets
-// the command as bound from the request and the dispatcher's result (the
-// original one for a replayed command), and returns what to encode as JSON.
-// C must be the route's command type.
-func WithResponse[C any](fn func(cmd C, res command.Result) any) RouteOption {
-	return func(r *routeConfig) { r.response = fn }
-}
 
 // WithMaxWait bounds the route's read-your-writes wait instead of
 // Config.MaxWait.
@@ -107,9 +98,6 @@ func Query[Q, R any](s *Server, path string, opts ...RouteOption) error {
 		}
 	}
 	rc := s.routeConfig(s.cfg.Auth.ReadScope, opts)
-	if rc.response != nil {
-		return fmt.Errorf("server: route GET %s: WithResponse applies to command routes", path)
-	}
 	authorize, err := compilePolicy[Q]("GET "+path, rc)
 	if err != nil {
 		return err
@@ -119,14 +107,13 @@ func Query[Q, R any](s *Server, path string, opts ...RouteOption) error {
 		return err
 	}
 	spec := querySpec(reflect.TypeFor[Q]())
-	plan := planPath(reflect.TypeFor[Q]())
 	h := func(c echo.Context) error {
 		pos, err := minPosition(c.Request())
 		if err != nil {
 			return err
 		}
 		q, ptr := target[Q]()
-		if err := s.bindQuery(c, ptr, spec, plan); err != nil {
+		if err := s.bindQuery(c, ptr, spec); err != nil {
 			return err
 		}
 		if err := authorize(c, *q); err != nil {
@@ -191,8 +178,8 @@ type CommandResponse struct {
 }
 
 // Command mounts a POST route that dispatches command C and answers 202
-// Accepted with a CommandResponse (or what WithResponse makes of the
-// result) and the header X-Cairn-Position, the read-your-writes token to
+// Accepted with a CommandResponse (CommandWithResponse chooses another
+// body) and the header X-Cairn-Position, the read-your-writes token to
 // send back as X-Cairn-Min-Position.
 //
 // The body must be a JSON object (Content-Type application/json; an empty
@@ -218,6 +205,24 @@ type CommandResponse struct {
 // problems.go). The route requires the write scope unless WithScopes or
 // Anonymous says otherwise.
 func Command[C any](s *Server, path string, opts ...RouteOption) error {
+	return CommandWithResponse(s, path, defaultResponse[C], opts...)
+}
+
+// defaultResponse is the body of a command route's 202 response without
+// CommandWithResponse.
+func defaultResponse[C any](_ C, res command.Result) CommandResponse {
+	return CommandResponse{CommandID: res.CommandID, StreamID: res.StreamID, Version: res.Version, Position: res.Position}
+}
+
+// CommandWithResponse is Command with the body of its 202 response shaped
+// by respond, which gets the command as bound from the request and the
+// dispatcher's result (the original one for a replayed command) and
+// returns what to encode as JSON. The route's command type C is respond's
+// first parameter's, so that a respond for another command does not
+// compile:
+//
+//	server.CommandWithResponse(srv, "/orders", func(cmd PlaceOrder, res command.Result) PlaceOrderResponse { ... })
+func CommandWithResponse[C, R any](s *Server, path string, respond func(cmd C, res command.Result) R, opts ...RouteOption) error {
 	if s.dispatcher == nil {
 		return errors.New("server: Command needs a dispatcher (WithDispatcher)")
 	}
@@ -225,14 +230,6 @@ func Command[C any](s *Server, path string, opts ...RouteOption) error {
 		return fmt.Errorf("server: route POST %s: command type %s is an interface", path, t)
 	}
 	rc := s.routeConfig(s.cfg.Auth.WriteScope, opts)
-	var shape func(C, command.Result) any
-	if rc.response != nil {
-		fn, ok := rc.response.(func(C, command.Result) any)
-		if !ok {
-			return fmt.Errorf("server: route POST %s: WithResponse takes a func(%s, command.Result) any, not %T", path, reflect.TypeFor[C](), rc.response)
-		}
-		shape = fn
-	}
 	authorize, err := commandPolicy[C]("POST "+path, rc)
 	if err != nil {
 		return err
@@ -250,7 +247,7 @@ func Command[C any](s *Server, path string, opts ...RouteOption) error {
 		if err != nil {
 			return err
 		}
-		body, err := s.readCommandBody(r)
+		body, err := s.readCommandBody(c)
 		if err != nil {
 			return err
 		}
@@ -283,11 +280,7 @@ func Command[C any](s *Server, path string, opts ...RouteOption) error {
 		if res.Duplicate {
 			hdr.Set(HeaderReplayed, "true")
 		}
-		var out any = CommandResponse{CommandID: res.CommandID, StreamID: res.StreamID, Version: res.Version, Position: res.Position}
-		if shape != nil {
-			out = shape(cmd, res)
-		}
-		return writeJSON(c, http.StatusAccepted, out)
+		return writeJSON(c, http.StatusAccepted, respond(cmd, res))
 	}
 	s.echo.POST(path, s.withAuth(rc, h))
 	s.addPath(path)
@@ -297,6 +290,14 @@ func Command[C any](s *Server, path string, opts ...RouteOption) error {
 // MustCommand is Command for start-up code: it panics on error.
 func MustCommand[C any](s *Server, path string, opts ...RouteOption) {
 	if err := Command[C](s, path, opts...); err != nil {
+		panic(err)
+	}
+}
+
+// MustCommandWithResponse is CommandWithResponse for start-up code: it
+// panics on error.
+func MustCommandWithResponse[C, R any](s *Server, path string, respond func(cmd C, res command.Result) R, opts ...RouteOption) {
+	if err := CommandWithResponse(s, path, respond, opts...); err != nil {
 		panic(err)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -22,7 +21,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/cairn-es/cairn/command"
-	"github.com/cairn-es/cairn/eventstore/postgres"
+	"github.com/cairn-es/cairn/migrations"
+	"github.com/cairn-es/cairn/pgdb"
 	"github.com/cairn-es/cairn/projection"
 	"github.com/cairn-es/cairn/query"
 )
@@ -109,9 +109,6 @@ type Config struct {
 	// the ops endpoints), the real errors behind 5xx responses (Error) and
 	// the server's life cycle; slog.Default() when nil.
 	Logger *slog.Logger
-	// NoSignals stops Run and Serve from handling SIGINT and SIGTERM
-	// themselves; they then stop only when their context ends.
-	NoSignals bool
 }
 
 func (c *Config) defaults() error {
@@ -173,9 +170,11 @@ func WithQueryBus(b *query.Bus) Option { return func(s *Server) { s.bus = b } }
 // run it: the caller runs Manager.Run on the same context as Run (see Run).
 func WithProjections(m *projection.Manager) Option { return func(s *Server) { s.manager = m } }
 
-// WithStore sets the event store whose database and migrations /readyz
-// checks.
-func WithStore(st *postgres.Store) Option { return func(s *Server) { s.store = st } }
+// WithHealth sets the database /readyz pings and the migration sets it
+// requires applied in the handle's schema.
+func WithHealth(db pgdb.DB, sets ...migrations.Set) Option {
+	return func(s *Server) { s.health = &health{db: db, sets: sets} }
+}
 
 // WithMetrics sets the metrics the server records into and serves. Create
 // them before the dispatcher, so that the dispatcher can record commands
@@ -197,7 +196,7 @@ type Server struct {
 	admit      func(context.Context) error
 	bus        *query.Bus
 	manager    *projection.Manager
-	store      *postgres.Store
+	health     *health
 	metrics    *Metrics
 
 	mu sync.Mutex // serializes writers of paths
@@ -278,12 +277,14 @@ func (s *Server) Metrics() *Metrics { return s.metrics }
 // httptest or another server.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
 
-// Run listens on Config.Addr and serves until ctx ends or the process
-// receives SIGINT or SIGTERM (unless Config.NoSignals). It then shuts down
+// Run listens on Config.Addr and serves until ctx ends. It then shuts down
 // gracefully: it stops accepting connections, /readyz turns 503, and
 // in-flight requests run to completion (for at most ShutdownTimeout, after
 // which the remaining connections are closed and Run returns an error).
 // After a clean shutdown Run returns nil, so that main can exit 0.
+//
+// Run takes none of the process's signals: the process is main's. To stop
+// on SIGINT and SIGTERM, make ctx with SignalContext.
 //
 // Run does not run the projection manager. Run both on one context, made
 // with SignalContext, so that one signal stops both, and wait for the
@@ -306,7 +307,8 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // SignalContext returns a context that ends on SIGINT or SIGTERM, for Run
-// and the projection manager to share.
+// and the projection manager to share. Only main should call it: while the
+// context lives, those signals no longer end the process by themselves.
 func SignalContext(parent context.Context) (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 }
@@ -317,11 +319,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if !s.serving.CompareAndSwap(false, true) {
 		_ = ln.Close()
 		return errors.New("server: Serve called twice")
-	}
-	if !s.cfg.NoSignals {
-		var stop context.CancelFunc
-		ctx, stop = SignalContext(ctx)
-		defer stop()
 	}
 	s.log.Info("cairn: http server listening", "addr", ln.Addr().String())
 	served := make(chan error, 1)
@@ -371,49 +368,24 @@ func validRequestID(v string) bool {
 // for a key that is not canonical already).
 var requestIDHeaderKey = http.CanonicalHeaderKey(RequestIDHeader)
 
-// newRequestID returns a UUIDv7 for a request started at t: its
-// millisecond, then (as google/uuid does) the fraction of the millisecond
-// in steps of 256 ns, then 62 random bits from the runtime's generator
-// (request IDs are not secrets; crypto/rand costs a system call).
-func newRequestID(t time.Time) string {
-	var u uuid.UUID
-	nano := t.UnixNano()
-	ms := nano / int64(time.Millisecond)
-	seq := (nano - ms*int64(time.Millisecond)) >> 8
-	u[0], u[1], u[2], u[3], u[4], u[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
-	u[6], u[7] = 0x70|byte(seq>>8)&0x0f, byte(seq)
-	r := rand.Uint64()
-	for i := 8; i < 16; i++ {
-		u[i] = byte(r >> (8 * (i - 8)))
-	}
-	u[8] = u[8]&0x3f | 0x80 // variant 10
-	return u.String()
+// newRequestID returns a new UUIDv7: request IDs sort by time.
+func newRequestID() string {
+	// NewV7 fails only when crypto/rand does, which since Go 1.24 never
+	// returns an error (it crashes the program instead).
+	return uuid.Must(uuid.NewV7()).String()
 }
 
-// requestState is the server's part of a request's context: the context
-// with the request's deadline, carrying the request ID. One value serves
-// both, so the request ID costs no allocation of its own (nor echo's
-// per-request store).
-type requestState struct {
-	context.Context
-	id string
-	// raw is the request's body as net/http gave it, before the body
-	// limit: what is left of a too-large body is discarded from it.
-	raw io.ReadCloser
-}
+// rawBodyKey, set in echo's context of a request with a body, holds the
+// body as net/http gave it, before the body limit: what is left of a
+// too-large body is discarded from it.
+const rawBodyKey = "cairn.raw_body"
 
-type requestStateKey struct{}
-
-func (r *requestState) Value(key any) any {
-	if _, ok := key.(requestStateKey); ok {
-		return r
-	}
-	return r.Context.Value(key)
-}
-
+// requestIDOf returns the request's ID, which outer puts in the response
+// header (as echo's own RequestID middleware does): the ID the client
+// reads is the one the server logs and records.
 func requestIDOf(c echo.Context) string {
-	if st, ok := c.Request().Context().Value(requestStateKey{}).(*requestState); ok {
-		return st.id
+	if vs := c.Response().Header()[requestIDHeaderKey]; len(vs) > 0 {
+		return vs[0]
 	}
 	return ""
 }
@@ -441,7 +413,7 @@ func (s *Server) outer(next echo.HandlerFunc) echo.HandlerFunc {
 		if vs := req.Header[requestIDHeaderKey]; len(vs) == 1 && validRequestID(vs[0]) {
 			rid = vs[0]
 		} else {
-			rid = newRequestID(start)
+			rid = newRequestID()
 		}
 		h := c.Response().Header()
 		vals := []string{rid, "nosniff"} // one allocation for both headers
@@ -450,10 +422,9 @@ func (s *Server) outer(next echo.HandlerFunc) echo.HandlerFunc {
 
 		ctx, cancel := context.WithTimeout(req.Context(), s.cfg.WriteTimeout)
 		defer cancel()
-		st := &requestState{Context: ctx, id: rid}
-		req = req.WithContext(st)
+		req = req.WithContext(ctx)
 		if req.Body != nil && req.Body != http.NoBody {
-			st.raw = req.Body
+			c.Set(rawBodyKey, req.Body)
 			req.Body = http.MaxBytesReader(c.Response(), req.Body, s.cfg.BodyLimit)
 		}
 		c.SetRequest(req)
@@ -507,16 +478,17 @@ func headerSize(r *http.Request) int {
 // answer rather than a reset connection. A client that asked for
 // 100-continue has sent nothing yet and is answered at once, as is one
 // that declared a body longer than the bound.
-func (s *Server) discardBody(r *http.Request) {
-	st, ok := r.Context().Value(requestStateKey{}).(*requestState)
-	if !ok || st.raw == nil || strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
+func (s *Server) discardBody(c echo.Context) {
+	r := c.Request()
+	raw, ok := c.Get(rawBodyKey).(io.ReadCloser)
+	if !ok || strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
 		return
 	}
 	bound := DrainFactor * s.cfg.BodyLimit
 	if r.ContentLength > bound {
 		return
 	}
-	_, _ = io.CopyN(io.Discard, st.raw, bound)
+	_, _ = io.CopyN(io.Discard, raw, bound)
 }
 
 // guard runs next, turning a panic into an error.

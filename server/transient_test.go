@@ -115,8 +115,8 @@ func newFaultEnv(t *testing.T) *faultEnv {
 	}))
 
 	logger := slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	e.srv, err = server.New(server.Config{Logger: logger, NoSignals: true},
-		server.WithDispatcher(d), server.WithQueryBus(bus), server.WithStore(e.store), server.WithMetrics(e.metrics),
+	e.srv, err = server.New(server.Config{Logger: logger},
+		server.WithDispatcher(d), server.WithQueryBus(bus), withHealth(e.store), server.WithMetrics(e.metrics),
 		server.WithAdmission(func(ctx context.Context) error {
 			if e.admit != nil {
 				return e.admit(ctx)

@@ -23,8 +23,7 @@
 package main
 
 import (
-	"github.com/spf13/cobra"
-
+	"github.com/cairn-es/cairn/app"
 	"github.com/cairn-es/cairn/cli"
 	"github.com/cairn-es/cairn/internal/scaffold"
 )
@@ -40,5 +39,7 @@ const short = "Operate a Cairn event store (migrations, the event log, projectio
 // config is the command line: the framework's operations commands and the
 // generators.
 func config() cli.Config {
-	return cli.Config{Name: "cairn", Short: short, Commands: []*cobra.Command{scaffold.NewCommand()}}
+	cfg := app.CLI("cairn", nil, scaffold.NewCommand())
+	cfg.Short = short
+	return cfg
 }

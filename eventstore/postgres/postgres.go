@@ -1,5 +1,5 @@
 // Package postgres is Cairn's default event store: PostgreSQL through a pgx/v5
-// pool. Apply the schema first with migrations.Up.
+// pool. Apply its tables first: migrations.Up with Migrations().
 //
 // Appending a batch is one statement (a PL/pgSQL function), so one round trip
 // and one transaction. Reads of the log are ordered by (transaction ID,

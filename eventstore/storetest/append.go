@@ -263,7 +263,7 @@ func testEmptyAppend(t *testing.T, ctx context.Context, s eventstore.Store) {
 	assert.Equal(t, int64(2), res.Version)
 }
 
-func testIdempotentEventIDs(t *testing.T, ctx context.Context, s eventstore.Store) {
+func testIdempotentEventIDs(t *testing.T, ctx context.Context, s eventstore.Store, cfg config) {
 	ab := numbered("T", 0, 2)
 	r1 := mustAppend(t, ctx, s, "order-1", eventstore.NoStream, ab)
 	c := numbered("T", 2, 1)
@@ -311,6 +311,10 @@ func testIdempotentEventIDs(t *testing.T, ctx context.Context, s eventstore.Stor
 		assert.Equal(t, "order-1", de.StreamID)
 		unchanged(t)
 	})
+	if cfg.perStreamIDs {
+		testRepeatedWithinBatch(t, ctx, s, unchanged)
+		return
+	}
 	t.Run("OtherStream", func(t *testing.T) {
 		_, err := s.Append(ctx, "order-3", eventstore.Any, []eventstore.Event{ab[0]})
 		require.ErrorIs(t, err, eventstore.ErrDuplicateEvent)
@@ -324,6 +328,10 @@ func testIdempotentEventIDs(t *testing.T, ctx context.Context, s eventstore.Stor
 		require.ErrorIs(t, err, eventstore.ErrDuplicateEvent)
 		unchanged(t)
 	})
+	testRepeatedWithinBatch(t, ctx, s, unchanged)
+}
+
+func testRepeatedWithinBatch(t *testing.T, ctx context.Context, s eventstore.Store, unchanged func(t *testing.T)) {
 	t.Run("RepeatedWithinBatch", func(t *testing.T) {
 		e := newEvent("T", `{}`)
 		_, err := s.Append(ctx, "order-1", eventstore.Any, []eventstore.Event{e, e})

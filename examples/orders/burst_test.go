@@ -77,7 +77,7 @@ func TestBurst(t *testing.T) {
 	assert.Positive(t, client.unavailable[server.ProblemBase+"overloaded"], "the server never refused a command for backpressure; %s", client.report())
 
 	d := sys.current().Deps()
-	insp := saga.NewInspector(d.Store)
+	insp := saga.NewInspector(d.DB)
 	sagaName := sagaOf(cfg.Prefix)
 	awaitSagaDrained(ctx, t, insp, sagaName, 2*time.Minute)
 	head, err := d.Store.Head(ctx)
@@ -143,7 +143,7 @@ func burstDiagnosis(ctx context.Context, t *testing.T, sys *system) string {
 			reasons[strings.TrimSuffix(reason, " within "+burstPaymentTimeout.String())]++
 		}
 	}
-	st, err := saga.NewInspector(sys.current().Deps().Store).Stats(ctx, sagaOf(sys.cfg.Prefix))
+	st, err := saga.NewInspector(sys.current().Deps().DB).Stats(ctx, sagaOf(sys.cfg.Prefix))
 	if err != nil {
 		return err.Error()
 	}

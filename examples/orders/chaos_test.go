@@ -25,6 +25,7 @@ import (
 	"github.com/cairn-es/cairn/examples/orders"
 	"github.com/cairn-es/cairn/examples/orders/demo"
 	"github.com/cairn-es/cairn/internal/pgserver"
+	"github.com/cairn-es/cairn/internal/pgtest"
 	"github.com/cairn-es/cairn/migrations"
 	"github.com/cairn-es/cairn/projection"
 	"github.com/cairn-es/cairn/saga"
@@ -176,7 +177,7 @@ func (c *chaos) verify(ctx context.Context, run chaosRun) {
 	store, err := postgres.New(pool, postgres.Config{Schema: migrations.DefaultSchema, Logger: quietLog})
 	require.NoError(t, err)
 	defer store.Close()
-	insp := saga.NewInspector(store)
+	insp := saga.NewInspector(pgtest.DB(store))
 	sagaName := sagaOf("")
 	awaitSagaDrained(ctx, t, insp, sagaName, 75*time.Second)
 	awaitProjections(ctx, t, c.bin, c.pg.URL())
@@ -626,20 +627,16 @@ func runOrders(ctx context.Context, bin, url string, args ...string) ([]byte, er
 // with the head of the log, as `orders projection status` reports them.
 func awaitProjections(ctx context.Context, t *testing.T, bin, url string) {
 	t.Helper()
-	var last []byte
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		out, err := runOrders(ctx, bin, url, "projection", "status", "--json")
-		last = out
+		require.NoError(c, err, "%s", out)
 		var all []projection.Status
-		if err == nil && json.Unmarshal(out, &all) == nil && len(all) > 0 && !slices.ContainsFunc(all, func(s projection.Status) bool {
+		require.NoError(c, json.Unmarshal(out, &all), "%s", out)
+		assert.NotEmpty(c, all)
+		assert.False(c, slices.ContainsFunc(all, func(s projection.Status) bool {
 			return s.Lag > 0 || s.State != projection.Running
-		}) {
-			return
-		}
-		sleepCtx(ctx, 200*time.Millisecond)
-	}
-	t.Fatalf("the projections never caught up:\n%s", last)
+		}), "the projections never caught up:\n%s", out)
+	}, 30*time.Second, 200*time.Millisecond)
 }
 
 // waitAnswers waits until the server at base answers HTTP at all: a

@@ -20,12 +20,14 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/examples/orders/analytics"
 	"github.com/cairn-es/cairn/examples/orders/demo"
 	"github.com/cairn-es/cairn/examples/orders/fulfilment"
 	"github.com/cairn-es/cairn/examples/orders/notification"
+	"github.com/cairn-es/cairn/internal/pgtest"
 	"github.com/cairn-es/cairn/saga"
 	"github.com/cairn-es/cairn/server"
 )
@@ -142,17 +144,12 @@ func readLog(t *testing.T, pool *pgxpool.Pool, schema string) eventLog {
 	return l
 }
 
-// dropPrefixed drops the read-model schemas of a test's system.
-func dropPrefixed(pool *pgxpool.Pool, prefix string) {
-	ctx := context.Background()
-	rows, err := pool.Query(ctx, `SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1) OR starts_with(nspname, 'saga_' || $1)`, prefix)
-	if err != nil {
-		return
-	}
-	names, _ := pgx.CollectRows(rows, pgx.RowTo[string])
-	for _, n := range names {
-		_, _ = pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{n}.Sanitize()+" CASCADE")
-	}
+// dropPrefixed drops the read-model and saga schemas of a test's system
+// when the test ends. Clean-ups run last first: call it before the one
+// that stops the system.
+func dropPrefixed(t testing.TB, pool *pgxpool.Pool, prefix string) {
+	t.Helper()
+	pgtest.DropListed(t, pool, `SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1) OR starts_with(nspname, 'saga_' || $1)`, prefix)
 }
 
 // finalEvent is the event of each final status.
@@ -235,10 +232,13 @@ func checkStock(t *testing.T, log eventLog, skus []string, baseURL string) {
 // before its saga has sent its last commands (a refund after a cancel).
 func awaitSagaDrained(ctx context.Context, t *testing.T, insp *saga.Inspector, sagaName string, within time.Duration) {
 	t.Helper()
-	require.Eventually(t, func() bool {
+	// The condition runs on a goroutine of its own: it reports to c, not t.
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		st, err := insp.Stats(ctx, sagaName)
-		require.NoError(t, err)
-		return st[0].Commands["pending"] == 0 && st[0].Instances[saga.StatusActive] == 0
+		require.NoError(c, err)
+		require.NotEmpty(c, st)
+		assert.Zero(c, st[0].Commands["pending"], "pending commands")
+		assert.Zero(c, st[0].Instances[saga.StatusActive], "active instances")
 	}, within, 50*time.Millisecond, "the saga never finished its work")
 }
 

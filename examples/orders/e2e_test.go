@@ -22,6 +22,7 @@ import (
 	"github.com/cairn-es/cairn/examples/orders/payment"
 	"github.com/cairn-es/cairn/internal/pgtest"
 	"github.com/cairn-es/cairn/projection"
+	"github.com/cairn-es/cairn/retry"
 	"github.com/cairn-es/cairn/saga"
 	"github.com/cairn-es/cairn/server"
 )
@@ -53,11 +54,10 @@ func newSystem(t testing.TB, cfg orders.Config) *system {
 	addr := ln.Addr().String()
 	require.NoError(t, ln.Close())
 	s := &system{t: t, pool: pool, schema: pgtest.Schema(t, pool), addr: addr, cfg: cfg,
-		sagas: saga.Config{Concurrency: 32, Poll: 200 * time.Millisecond, RetryBase: 10 * time.Millisecond, RetryMax: 200 * time.Millisecond}}
-	t.Cleanup(func() {
-		s.halt()
-		dropPrefixed(pool, cfg.Prefix)
-	})
+		sagas: saga.Config{Concurrency: 32, Poll: 200 * time.Millisecond, Retry: retry.Policy{BaseDelay: 10 * time.Millisecond, MaxDelay: 200 * time.Millisecond}}}
+	// Cleanups run last first: the schemas go once the system stopped.
+	dropPrefixed(t, pool, cfg.Prefix)
+	t.Cleanup(s.halt)
 	return s
 }
 
@@ -68,7 +68,7 @@ func (s *system) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, app.Config{
 		Pool: s.pool, Schema: s.schema, Logger: quietLog,
-		Server:     server.Config{Addr: s.addr, NoSignals: true},
+		Server:     server.Config{Addr: s.addr},
 		Projection: projection.Config{LeaderRetry: 100 * time.Millisecond},
 		Saga:       s.sagas,
 	}, orders.Modules(s.cfg)...)
@@ -146,7 +146,7 @@ func TestOrdersEndToEnd(t *testing.T) {
 	// An order's final state can show before its saga has sent its last
 	// commands (a refund after a cancel): wait for the outbox to drain,
 	// then for every read model and reaction to reach the head.
-	insp := saga.NewInspector(d.Store)
+	insp := saga.NewInspector(d.DB)
 	awaitSagaDrained(ctx, t, insp, sagaOf(cfg.Prefix), time.Minute)
 	head, err := d.Store.Head(ctx)
 	require.NoError(t, err)
@@ -189,7 +189,7 @@ func TestOrdersEndToEnd(t *testing.T) {
 }
 
 func sagaDump(s *system, cfg orders.Config, id string) string {
-	d, err := saga.NewInspector(s.current().Deps().Store).Show(context.Background(), cfg.Prefix+fulfilment.SagaName, id)
+	d, err := saga.NewInspector(s.current().Deps().DB).Show(context.Background(), cfg.Prefix+fulfilment.SagaName, id)
 	if err != nil {
 		return err.Error()
 	}

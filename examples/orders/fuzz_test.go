@@ -69,12 +69,12 @@ func startFuzzSystem(f *testing.F) *fuzzSystem {
 	schema := pgtest.Schema(f, pool)
 	prefix := fmt.Sprintf("f%07x_", pgtest.Suffix()&0xfffffff)
 	// Cleanups run last first: the read models go once the system stopped.
-	f.Cleanup(func() { dropPrefixed(pool, prefix) })
+	dropPrefixed(f, pool, prefix)
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, app.Config{
 		Pool: pool, Schema: schema, Logger: quietLog, NoEnv: true,
 		// Short waits: a min-position far ahead answers 503 at once.
-		Server: server.Config{NoSignals: true, MaxWait: 200 * time.Millisecond, CheckTimeout: time.Second},
+		Server: server.Config{MaxWait: 200 * time.Millisecond, CheckTimeout: time.Second},
 		Security: app.Security{JWTSecret: fuzzJWTSecret, CursorKey: fuzzCursorKey,
 			APIKeys: fuzzOperatorKey + ":read,write,operator;" + fuzzMetricsKey + ":metrics"},
 		Projection: projection.Config{LeaderRetry: 100 * time.Millisecond},

@@ -14,8 +14,12 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/cairn-es/cairn/app"
+	"github.com/cairn-es/cairn/eventstore/postgres"
 	"github.com/cairn-es/cairn/internal/pgconnect"
 	"github.com/cairn-es/cairn/migrations"
+	"github.com/cairn-es/cairn/pgdb"
+	"github.com/cairn-es/cairn/projection"
 )
 
 // DefaultURL is used when DATABASE_URL is unset.
@@ -65,15 +69,30 @@ func Schema(t testing.TB, pool *pgxpool.Pool) string {
 	schema := fmt.Sprintf("t_%x", Suffix())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := migrations.UpPool(ctx, pool, schema); err != nil {
+	if err := migrations.UpPool(ctx, pool, schema, app.Migrations()...); err != nil {
 		t.Fatalf("pgtest: migrating schema %s: %v", schema, err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if _, err := pool.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("pgtest: dropping schema %s: %v", schema, err)
+		if err := drop(ctx, pool, []string{schema}); err != nil {
+			t.Errorf("pgtest: %v", err)
 		}
 	})
 	return schema
+}
+
+// DB is the handle of store's pool and schema: where a test's projections
+// and sagas keep their tables when the log is the PostgreSQL store.
+func DB(store *postgres.Store) pgdb.DB { return pgdb.DB{Pool: store.Pool(), Schema: store.Schema()} }
+
+// Manager is a projection manager over store's log, keeping its tables in
+// store's schema; it fails the test when the manager cannot be made.
+func Manager(t testing.TB, store *postgres.Store, cfg projection.Config) *projection.Manager {
+	t.Helper()
+	m, err := projection.NewManager(store, DB(store), cfg)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	return m
 }

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // checkMakeRun runs the service's make run on a free address with a
@@ -78,25 +80,29 @@ func checkMakeRun(t *testing.T, svc string) {
 }
 
 // waitReady polls /readyz until the service answers 200. make run builds
-// the service first, so this may take a while.
+// the service first, so this may take a while; if it ends first, the wait
+// stops there.
 func waitReady(t *testing.T, base string, done <-chan error, out *syncBuffer) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Minute)
-	for time.Now().Before(deadline) {
+	var ended bool
+	var exit error
+	require.Eventually(t, func() bool {
 		select {
-		case err := <-done:
-			t.Fatalf("make run ended before serving: %v\n%s", err, out)
+		case exit = <-done:
+			ended = true
+			return true
 		default:
 		}
-		if res, err := http.Get(base + "/readyz"); err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return
-			}
+		res, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false
 		}
-		time.Sleep(200 * time.Millisecond)
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	}, 3*time.Minute, 200*time.Millisecond, "make run did not serve %s/readyz within 3 minutes:\n%s", base, out)
+	if ended {
+		t.Fatalf("make run ended before serving: %v\n%s", exit, out)
 	}
-	t.Fatalf("make run did not serve %s/readyz within 3 minutes:\n%s", base, out)
 }
 
 func post(t *testing.T, url, body string) *http.Response {

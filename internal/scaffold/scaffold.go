@@ -41,7 +41,9 @@ import (
 // cairnModule is the framework's module path.
 const cairnModule = "github.com/cairn-es/cairn"
 
-// goVersion is the go directive of generated modules: the framework's.
+// goVersion is the go directive of generated modules: the one the
+// framework's go.mod declares, the lowest its code and its dependencies
+// allow. TestGoVersion keeps the two equal.
 const goVersion = "1.26.0"
 
 // unknownVersion is the version required of a replaced framework module.
@@ -98,12 +100,12 @@ line to add to the module list you keep by hand.`,
 	}
 	cmd.Args = func(c *cobra.Command, args []string) error {
 		if len(args) > 0 {
-			return usagef(c, "unknown generator %q (want service, context, aggregate, command, event, projection, query or sync)", args[0])
+			return cli.Usagef(c, "unknown generator %q (want service, context, aggregate, command, event, projection, query or sync)", args[0])
 		}
 		return nil
 	}
 	cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
-	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usagef(c, "%v", err) })
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return cli.Usagef(c, "%v", err) })
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&o.dir, "dir", "", "service: the directory to create (default ./NAME); others: a directory inside the service, or where the contexts are in a module without a generated modules.go (default .)")
 	pf.BoolVar(&o.force, "force", false, "overwrite existing files")
@@ -111,11 +113,6 @@ line to add to the module list you keep by hand.`,
 	cmd.AddCommand(o.serviceCmd(), o.contextCmd(), o.aggregateCmd(), o.commandCmd(),
 		o.eventCmd(), o.projectionCmd(), o.queryCmd(), o.syncCmd())
 	return cmd
-}
-
-// usagef is a usage error: exit status 2 under cli.Main.
-func usagef(cmd *cobra.Command, format string, args ...any) error {
-	return &cli.UsageError{Err: fmt.Errorf(format+"\nRun '%s --help' for usage.", append(args, cmd.CommandPath())...)}
 }
 
 // allowNameUsage documents --allow-name.
@@ -134,9 +131,9 @@ func oneArg(what string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		switch {
 		case len(args) == 0:
-			return usagef(cmd, "%s: missing %s", cmd.CommandPath(), what)
+			return cli.Usagef(cmd, "%s: missing %s", cmd.CommandPath(), what)
 		case len(args) > 1:
-			return usagef(cmd, "%s: unexpected argument %q", cmd.CommandPath(), args[1])
+			return cli.Usagef(cmd, "%s: unexpected argument %q", cmd.CommandPath(), args[1])
 		}
 		return nil
 	}
@@ -190,10 +187,10 @@ func (o *options) pieceCmd(use, short, what string, run func(cmd *cobra.Command,
 		Args:  oneArg(what),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if ctxName == "" {
-				return usagef(cmd, "%s: missing --context", cmd.CommandPath())
+				return cli.Usagef(cmd, "%s: missing --context", cmd.CommandPath())
 			}
 			if err := checkContextName(ctxName); err != nil {
-				return usagef(cmd, "%v", err)
+				return cli.Usagef(cmd, "%v", err)
 			}
 			t, err := o.openContext(ctxName)
 			if err != nil {
@@ -211,7 +208,7 @@ func (o *options) aggregateCmd() *cobra.Command {
 		"Add an aggregate with its events, create and close commands, handlers, routes and tests", "NAME",
 		func(cmd *cobra.Command, t *target, name string) error {
 			if err := checkTypeName("aggregate", name); err != nil {
-				return usagef(cmd, "%v", err)
+				return cli.Usagef(cmd, "%v", err)
 			}
 			d := newAggData(t.ctx.Package, name, false)
 			if err := t.addAggregate(d, snake(name)+"_"); err != nil {
@@ -229,17 +226,17 @@ func (o *options) commandCmd() *cobra.Command {
 		"Add a command (verb + noun) with its handler, aggregate method, event, route and test", "NAME",
 		func(cmd *cobra.Command, t *target, name string) error {
 			if err := checkTypeName("command", name); err != nil {
-				return usagef(cmd, "%v", err)
+				return cli.Usagef(cmd, "%v", err)
 			}
 			if err := conventional(allow, checkCommandConvention, name); err != nil {
-				return usagef(cmd, "%v", err)
+				return cli.Usagef(cmd, "%v", err)
 			}
 			if event != "" {
 				if err := checkTypeName("event", event); err != nil {
-					return usagef(cmd, "%v", err)
+					return cli.Usagef(cmd, "%v", err)
 				}
 				if err := conventional(allow, checkEventConvention, event); err != nil {
-					return usagef(cmd, "--event: %v", err)
+					return cli.Usagef(cmd, "--event: %v", err)
 				}
 			}
 			d, err := t.commandData(name, agg, event)
@@ -268,10 +265,10 @@ func (o *options) eventCmd() *cobra.Command {
 		"Add an event (noun + past-tense verb), registered, with a round-trip test", "NAME",
 		func(cmd *cobra.Command, t *target, name string) error {
 			if err := checkTypeName("event", name); err != nil {
-				return usagef(cmd, "%v", err)
+				return cli.Usagef(cmd, "%v", err)
 			}
 			if err := conventional(allow, checkEventConvention, name); err != nil {
-				return usagef(cmd, "%v", err)
+				return cli.Usagef(cmd, "%v", err)
 			}
 			d := pieceData{aggData: aggData{Context: t.ctx.Package, IDField: "ID", IDJSON: "id"}, Event: name}
 			if a, ok := t.findAggregate(name, agg); ok {
@@ -299,7 +296,7 @@ func (o *options) projectionCmd() *cobra.Command {
 		"Add a projection (lowercase snake_case) with its read-model SQL and a test", "NAME",
 		func(cmd *cobra.Command, t *target, name string) error {
 			if err := checkProjectionName(t.ctx.Package, name); err != nil {
-				return usagef(cmd, "%v", err)
+				return cli.Usagef(cmd, "%v", err)
 			}
 			d := newProjectionData(t.ctx.Package, name)
 			if len(events) == 0 {
@@ -338,11 +335,11 @@ func (o *options) queryCmd() *cobra.Command {
 		"Add a query over a projection with its handler, route and test", "NAME",
 		func(cmd *cobra.Command, t *target, name string) error {
 			if err := checkTypeName("query", name); err != nil {
-				return usagef(cmd, "%v", err)
+				return cli.Usagef(cmd, "%v", err)
 			}
 			if route != "" {
 				if err := checkRoute(route); err != nil {
-					return usagef(cmd, "%v", err)
+					return cli.Usagef(cmd, "%v", err)
 				}
 			}
 			if proj == "" {
@@ -384,7 +381,7 @@ func (o *options) syncCmd() *cobra.Command {
 		Short: "Rewrite the generated files (modules.go, each context's cairn_gen.go) from the directives",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return usagef(cmd, "%s: unexpected argument %q", cmd.CommandPath(), args[0])
+				return cli.Usagef(cmd, "%s: unexpected argument %q", cmd.CommandPath(), args[0])
 			}
 			return nil
 		},
@@ -449,20 +446,20 @@ func (o *options) finish(cmd *cobra.Command, p *plan, last func() error) error {
 // newService plans and writes a service.
 func (o *options) newService(cmd *cobra.Command, name, module, replace, version string) error {
 	if err := checkServiceName(name); err != nil {
-		return usagef(cmd, "%v", err)
+		return cli.Usagef(cmd, "%v", err)
 	}
 	if module == "" {
 		module = name
 	}
 	if err := checkModulePath(module); err != nil {
-		return usagef(cmd, "%v", err)
+		return cli.Usagef(cmd, "%v", err)
 	}
 	dep, err := resolveCairn(version, replace)
 	if errors.Is(err, errNoCairnSource) {
 		return err
 	}
 	if err != nil {
-		return usagef(cmd, "%v", err)
+		return cli.Usagef(cmd, "%v", err)
 	}
 	var goSum []byte
 	if dep.Replace != "" {
@@ -512,17 +509,17 @@ func (o *options) newService(cmd *cobra.Command, name, module, replace, version 
 // newContext plans and writes a bounded context.
 func (o *options) newContext(cmd *cobra.Command, name, agg string) error {
 	if err := checkContextName(name); err != nil {
-		return usagef(cmd, "%v", err)
+		return cli.Usagef(cmd, "%v", err)
 	}
 	if agg == "" {
 		agg = camel(singular(name))
 	}
 	if err := checkTypeName("aggregate", agg); err != nil {
-		return usagef(cmd, "%v", err)
+		return cli.Usagef(cmd, "%v", err)
 	}
 	d := newAggData(name, agg, true)
 	if err := checkProjectionName(name, d.Projection); err != nil {
-		return usagef(cmd, "%v; choose a shorter --aggregate", err)
+		return cli.Usagef(cmd, "%v; choose a shorter --aggregate", err)
 	}
 	h, err := findHome(o.dirOr("."))
 	if err != nil {

@@ -273,14 +273,22 @@ func TestNames(t *testing.T) {
 }
 
 // TestGoVersion keeps the go directive of generated modules the
-// framework's.
+// framework's: goVersion is compiled into the cairn binary, which cannot
+// read the go.mod of the module it was built from (its build information
+// records the toolchain, not the directive).
 func TestGoVersion(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(repoRoot(t), "go.mod"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Contains(b, []byte("\ngo "+goVersion+"\n")) {
-		t.Errorf("the framework's go.mod does not say go %s: update goVersion", goVersion)
+	var directive string
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "go" {
+			directive = f[1]
+		}
+	}
+	if directive != goVersion {
+		t.Errorf("the framework's go.mod says go %q, goVersion %q: make goVersion the same", directive, goVersion)
 	}
 }
 

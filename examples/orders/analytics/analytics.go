@@ -26,7 +26,7 @@ type Module struct {
 	Prefix string
 }
 
-var _ app.Module = Module{}
+var _ app.ProcessModule = Module{}
 
 // Name implements app.Module.
 func (Module) Name() string { return "analytics" }
@@ -34,12 +34,12 @@ func (Module) Name() string { return "analytics" }
 // RegisterEvents implements app.Module: it has no events of its own.
 func (Module) RegisterEvents(*eventstore.Registry) error { return nil }
 
-// Register implements app.Module.
-func (m Module) Register(d *app.Deps) error {
-	r := saga.NewReactor(m.Prefix+ReactorName, d.Registry).WithSetup(func(ctx context.Context, tx pgx.Tx) error {
+// RegisterProcesses implements app.ProcessModule.
+func (m Module) RegisterProcesses(p *app.Processes) error {
+	r := saga.NewReactor(m.Prefix+ReactorName, p.Registry, saga.ReactorConfig{Setup: func(ctx context.Context, tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `CREATE TABLE counters (name text PRIMARY KEY, value bigint NOT NULL)`)
 		return err
-	})
+	}})
 	count[ordering.OrderPlaced](r, "orders_placed")
 	count[ordering.OrderReserved](r, "orders_reserved")
 	count[ordering.OrderPaid](r, "orders_paid")
@@ -49,7 +49,7 @@ func (m Module) Register(d *app.Deps) error {
 	count[payment.PaymentCharged](r, "payments_charged")
 	count[payment.PaymentFailed](r, "payments_failed")
 	count[payment.PaymentRefunded](r, "payments_refunded")
-	return d.Sagas.RegisterReactor(r)
+	return p.Sagas.RegisterReactor(r)
 }
 
 // count makes every event of type E add one to the counter called name.

@@ -24,7 +24,7 @@ type Module struct {
 	PaymentTimeout time.Duration
 }
 
-var _ app.Module = Module{}
+var _ app.ProcessModule = Module{}
 
 // Name implements app.Module.
 func (Module) Name() string { return "fulfilment" }
@@ -32,11 +32,11 @@ func (Module) Name() string { return "fulfilment" }
 // RegisterEvents implements app.Module: the saga has no events.
 func (Module) RegisterEvents(*eventstore.Registry) error { return nil }
 
-// Register implements app.Module.
-func (m Module) Register(d *app.Deps) error {
+// RegisterProcesses implements app.ProcessModule.
+func (m Module) RegisterProcesses(p *app.Processes) error {
 	timeout := m.PaymentTimeout
 	if timeout <= 0 {
 		timeout = DefaultPaymentTimeout
 	}
-	return d.Sagas.Register(newSaga(d.Registry, m.Prefix+SagaName, timeout))
+	return p.Sagas.Register(newSaga(p.Registry, m.Prefix+SagaName, timeout))
 }

@@ -33,11 +33,12 @@ func newEnv(t *testing.T) *env {
 	pool := pgtest.Pool(t, 10)
 	schema := pgtest.Schema(t, pool)
 	prefix := fmt.Sprintf("t%x_", pgtest.Suffix()) // read models are schemas of their own
+	// Cleanups run last first: the read model goes once the run stopped.
+	pgtest.DropModels(t, pool, prefix+inventory.InventoryLevelsProjection)
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, app.Config{
 		Pool: pool, Schema: schema, NoMigrate: true,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Server: server.Config{NoSignals: true},
 	}, inventory.Module{Prefix: prefix})
 	if err != nil {
 		cancel()
@@ -51,11 +52,6 @@ func newEnv(t *testing.T) *env {
 			t.Errorf("run: %v", err)
 		}
 		a.Close()
-		for _, suffix := range []string{"", "__shadow", "__old"} {
-			if _, err := pool.Exec(context.Background(), `DROP SCHEMA IF EXISTS "`+prefix+inventory.InventoryLevelsProjection+suffix+`" CASCADE`); err != nil {
-				t.Errorf("dropping the read model: %v", err)
-			}
-		}
 	})
 	return &env{t: t, d: a.Deps()}
 }

@@ -29,30 +29,41 @@ type Module struct {
 	Prefix string
 }
 
-var _ app.Module = Module{}
-
 // Name implements app.Module.
 func (Module) Name() string { return "inventory" }
 
-// Register implements app.Module.
-func (m Module) Register(d *app.Deps) error {
-	h := handlers{stock: aggregate.NewRepository(d.Store, d.Registry, "inventory", NewInventory,
-		aggregate.WithSnapshots(d.Store, SnapshotEvery, snapshotVersion), aggregate.WithLogger(d.Logger))}
-	levels := newInventoryLevels(d.Registry, m.Prefix+InventoryLevelsProjection)
-	q := newQueries(d.Store.Pool(), levels.Name())
+var (
+	_ app.CommandModule   = Module{}
+	_ app.ReadModelModule = Module{}
+	_ app.APIModule       = Module{}
+)
 
+// RegisterCommands implements app.CommandModule.
+func (Module) RegisterCommands(c *app.Commands) error {
+	h := handlers{stock: aggregate.NewRepository(c.Store, c.Registry, "inventory", NewInventory,
+		aggregate.WithSnapshots(c.Store, SnapshotEvery, snapshotVersion), aggregate.WithLogger(c.Logger))}
 	return errors.Join(
-		command.Register(d.Dispatcher, h.addStock),
-		command.Register(d.Dispatcher, h.reserveInventory),
-		command.Register(d.Dispatcher, h.releaseReservation),
-		command.Register(d.Dispatcher, h.commitReservation),
+		command.Register(c.Dispatcher, h.addStock),
+		command.Register(c.Dispatcher, h.reserveInventory),
+		command.Register(c.Dispatcher, h.releaseReservation),
+		command.Register(c.Dispatcher, h.commitReservation),
+	)
+}
 
-		d.Projections.Register(levels, projection.WithPipelining()),
+// RegisterReadModels implements app.ReadModelModule.
+func (m Module) RegisterReadModels(r *app.ReadModels) error {
+	return r.Projections.Register(newInventoryLevels(r.Registry, m.Prefix+InventoryLevelsProjection), projection.WithPipelining())
+}
 
-		query.Register(d.Queries, query.HandlerFunc[GetStockLevel, StockLevel](q.getStockLevel), query.ReadsFrom(levels.Name())),
+// RegisterAPI implements app.APIModule.
+func (m Module) RegisterAPI(a *app.API) error {
+	levels := m.Prefix + InventoryLevelsProjection
+	q := newQueries(a.DB.Pool, levels)
+	return errors.Join(
+		query.Register(a.Queries, query.HandlerFunc[GetStockLevel, StockLevel](q.getStockLevel), query.ReadsFrom(levels)),
 
 		// Adding stock is the operators' work, not the customers'.
-		server.Command[AddStock](d.Server, "/inventory/:sku/stock", server.WithScopes("write", ordering.OperatorScope)),
-		server.Query[GetStockLevel, StockLevel](d.Server, "/inventory/:sku"),
+		server.Command[AddStock](a.Server, "/inventory/:sku/stock", server.WithScopes("write", ordering.OperatorScope)),
+		server.Query[GetStockLevel, StockLevel](a.Server, "/inventory/:sku"),
 	)
 }

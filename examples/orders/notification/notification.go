@@ -30,7 +30,7 @@ type Module struct {
 	Prefix string
 }
 
-var _ app.Module = Module{}
+var _ app.ProcessModule = Module{}
 
 // Name implements app.Module.
 func (Module) Name() string { return "notification" }
@@ -38,9 +38,9 @@ func (Module) Name() string { return "notification" }
 // RegisterEvents implements app.Module: it has no events of its own.
 func (Module) RegisterEvents(*eventstore.Registry) error { return nil }
 
-// Register implements app.Module.
-func (m Module) Register(d *app.Deps) error {
-	r := saga.NewReactor(m.Prefix+ReactorName, d.Registry).WithSetup(setup)
+// RegisterProcesses implements app.ProcessModule.
+func (m Module) RegisterProcesses(p *app.Processes) error {
+	r := saga.NewReactor(m.Prefix+ReactorName, p.Registry, saga.ReactorConfig{Setup: setup})
 	saga.React(r, func(ctx context.Context, tx pgx.Tx, e ordering.OrderPlaced, rec eventstore.RecordedEvent) error {
 		return notify(ctx, tx, rec, e.OrderID, e.CustomerID, "order_received",
 			fmt.Sprintf("We received your order %s (%d lines, %d cents).", e.OrderID, len(e.Items), e.TotalCents))
@@ -57,7 +57,7 @@ func (m Module) Register(d *app.Deps) error {
 		return notify(ctx, tx, rec, e.OrderID, "", "order_cancelled",
 			fmt.Sprintf("Order %s was cancelled: %s.", e.OrderID, e.Reason))
 	})
-	return d.Sagas.RegisterReactor(r)
+	return p.Sagas.RegisterReactor(r)
 }
 
 func setup(ctx context.Context, tx pgx.Tx) error {

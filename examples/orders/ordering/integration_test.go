@@ -42,15 +42,7 @@ func newEnvOn(t *testing.T, pool *pgxpool.Pool, schema, prefix string, configure
 	t.Helper()
 	// Cleanups run last first: the read model is dropped after every
 	// instance has stopped.
-	t.Cleanup(func() {
-		for _, p := range []string{ordering.OrderSummaryProjection, ordering.SalesByDayProjection} {
-			for _, suffix := range []string{"", "__shadow", "__old"} {
-				if _, err := pool.Exec(context.Background(), `DROP SCHEMA IF EXISTS "`+prefix+p+suffix+`" CASCADE`); err != nil {
-					t.Errorf("dropping the read model: %v", err)
-				}
-			}
-		}
-	})
+	pgtest.DropModels(t, pool, prefix+ordering.OrderSummaryProjection, prefix+ordering.SalesByDayProjection)
 	ctx, cancel := context.WithCancel(context.Background())
 	a := newApp(t, pool, schema, prefix, configure)
 	done := make(chan error, 1)
@@ -73,7 +65,6 @@ func newApp(t *testing.T, pool *pgxpool.Pool, schema, prefix string, configure f
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := app.Config{
 		Pool: pool, Schema: schema, NoMigrate: true, NoEnv: true, Logger: quiet,
-		Server: server.Config{NoSignals: true},
 	}
 	if configure != nil {
 		configure(&cfg)

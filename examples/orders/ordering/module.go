@@ -6,6 +6,7 @@ import (
 	"github.com/cairn-es/cairn/aggregate"
 	"github.com/cairn-es/cairn/app"
 	"github.com/cairn-es/cairn/command"
+	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/projection"
 	"github.com/cairn-es/cairn/query"
 	"github.com/cairn-es/cairn/server"
@@ -21,8 +22,6 @@ type Module struct {
 	Prefix string
 }
 
-var _ app.Module = Module{}
-
 // Name implements app.Module.
 func (Module) Name() string { return "ordering" }
 
@@ -35,47 +34,64 @@ type PlaceOrderResponse struct {
 	Position  string `json:"position"`
 }
 
-// Register implements app.Module.
-func (m Module) Register(d *app.Deps) error {
-	h := handlers{orders: aggregate.NewRepository(d.Store, d.Registry, "order", NewOrder)}
-	summary := newOrderSummary(d.Registry, m.Prefix+OrderSummaryProjection)
-	sales := newSalesByDay(d.Registry, m.Prefix+SalesByDayProjection)
-	q := newQueries(d.Store.Pool(), summary.Name(), sales.Name(), d.CursorKeys)
-	pol := policies(h)
+var (
+	_ app.CommandModule   = Module{}
+	_ app.ReadModelModule = Module{}
+	_ app.APIModule       = Module{}
+)
 
-	// Registration order matters for routes only: a query route needs its
-	// handler on the bus and its projections on the manager first.
+func (m Module) readModels(r *eventstore.Registry) (*orderSummary, *salesByDay) {
+	return newOrderSummary(r, m.Prefix+OrderSummaryProjection), newSalesByDay(r, m.Prefix+SalesByDayProjection)
+}
+
+// RegisterCommands implements app.CommandModule.
+func (Module) RegisterCommands(c *app.Commands) error {
+	h := handlers{orders: aggregate.NewRepository(c.Store, c.Registry, "order", NewOrder)}
 	return errors.Join(
-		command.Register(d.Dispatcher, h.placeOrder),
-		command.Register(d.Dispatcher, h.cancelOrder),
-		command.Register(d.Dispatcher, h.markOrderReserved),
-		command.Register(d.Dispatcher, h.markOrderPaid),
-		command.Register(d.Dispatcher, h.completeOrder),
-		command.Register(d.Dispatcher, h.rejectOrder),
+		command.Register(c.Dispatcher, h.placeOrder),
+		command.Register(c.Dispatcher, h.cancelOrder),
+		command.Register(c.Dispatcher, h.markOrderReserved),
+		command.Register(c.Dispatcher, h.markOrderPaid),
+		command.Register(c.Dispatcher, h.completeOrder),
+		command.Register(c.Dispatcher, h.rejectOrder),
+	)
+}
 
-		// Neither projector reads RowsAffected, so both may pipeline.
-		d.Projections.Register(summary, projection.WithPipelining()),
-		d.Projections.Register(sales, projection.WithPipelining()),
+// RegisterReadModels implements app.ReadModelModule.
+func (m Module) RegisterReadModels(r *app.ReadModels) error {
+	summary, sales := m.readModels(r.Registry)
+	// Neither projector reads RowsAffected, so both may pipeline.
+	return errors.Join(
+		r.Projections.Register(summary, projection.WithPipelining()),
+		r.Projections.Register(sales, projection.WithPipelining()),
+	)
+}
 
-		query.Register(d.Queries, query.HandlerFunc[GetOrder, OrderView](q.getOrder), query.ReadsFrom(summary.Name())),
-		query.Register(d.Queries, query.HandlerFunc[ListOrders, query.Page[OrderView]](q.listOrders), query.ReadsFrom(summary.Name())),
-		query.Register(d.Queries, query.HandlerFunc[SalesByDay, SalesReport](q.salesByDayRange), query.ReadsFrom(sales.Name())),
+// RegisterAPI implements app.APIModule.
+func (m Module) RegisterAPI(a *app.API) error {
+	summary, sales := m.readModels(a.Registry)
+	q := newQueries(a.DB.Pool, summary.Name(), sales.Name(), a.CursorKeys)
+	pol := policies{orders: aggregate.NewRepository(a.Store, a.Registry, "order", NewOrder)}
+	return errors.Join(
+		query.Register(a.Queries, query.HandlerFunc[GetOrder, OrderView](q.getOrder), query.ReadsFrom(summary.Name())),
+		query.Register(a.Queries, query.HandlerFunc[ListOrders, query.Page[OrderView]](q.listOrders), query.ReadsFrom(summary.Name())),
+		query.Register(a.Queries, query.HandlerFunc[SalesByDay, SalesReport](q.salesByDayRange), query.ReadsFrom(sales.Name())),
 
 		// With authentication on, the policies let customers at their own
 		// orders only (see policies), and the sales figures need the
 		// operator scope.
-		server.Command[PlaceOrder](d.Server, "/orders", server.WithResponse(placeOrderResponse), server.WithPolicy(pol.placeOrder)),
-		server.Command[CancelOrder](d.Server, "/orders/:id/cancel", server.WithPolicy(pol.cancelOrder)),
-		server.Query[GetOrder, OrderView](d.Server, "/orders/:id", server.WithResultPolicy(pol.getOrder)),
-		server.Query[ListOrders, query.Page[OrderView]](d.Server, "/orders", server.WithPolicy(pol.listOrders)),
-		server.Query[SalesByDay, SalesReport](d.Server, "/stats/sales", server.WithScopes("read", OperatorScope)),
+		server.CommandWithResponse(a.Server, "/orders", placeOrderResponse, server.WithPolicy(pol.placeOrder)),
+		server.Command[CancelOrder](a.Server, "/orders/:id/cancel", server.WithPolicy(pol.cancelOrder)),
+		server.Query[GetOrder, OrderView](a.Server, "/orders/:id", server.WithResultPolicy(pol.getOrder)),
+		server.Query[ListOrders, query.Page[OrderView]](a.Server, "/orders", server.WithPolicy(pol.listOrders)),
+		server.Query[SalesByDay, SalesReport](a.Server, "/stats/sales", server.WithScopes("read", OperatorScope)),
 	)
 }
 
 // placeOrderResponse names the order in the response. A replayed command
 // gets the command as the client sent it again, without an order ID when it
 // had none, so the ID is derived again from the (same) command ID.
-func placeOrderResponse(cmd PlaceOrder, res command.Result) any {
+func placeOrderResponse(cmd PlaceOrder, res command.Result) PlaceOrderResponse {
 	id := cmd.OrderID
 	if id == "" {
 		id = OrderIDFor(res.CommandID)

@@ -41,7 +41,7 @@ func (e *env) as(token, method, target, body string, header ...string) response 
 func (e *env) events() int64 {
 	e.t.Helper()
 	var n int64
-	require.NoError(e.t, e.d.Store.Pool().QueryRow(context.Background(), "SELECT count(*) FROM "+e.d.Store.Schema()+".events").Scan(&n))
+	require.NoError(e.t, e.d.DB.Pool.QueryRow(context.Background(), "SELECT count(*) FROM "+e.d.DB.Schema+".events").Scan(&n))
 	return n
 }
 

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
@@ -20,12 +19,7 @@ import (
 func testPrefix(t *testing.T, pool *pgxpool.Pool) string {
 	t.Helper()
 	prefix := fmt.Sprintf("t%x_", pgtest.Suffix())
-	t.Cleanup(func() {
-		_, err := pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{prefix + payment.GatewaySchema}.Sanitize()+" CASCADE")
-		if err != nil {
-			t.Errorf("dropping the gateway's schema: %v", err)
-		}
-	})
+	pgtest.DropSchemas(t, pool, prefix+payment.GatewaySchema)
 	return prefix
 }
 

@@ -22,7 +22,7 @@ type Module struct {
 	Gateway Gateway
 }
 
-var _ app.Module = Module{}
+var _ app.CommandModule = Module{}
 
 // databaseUser is a gateway that keeps its state in PostgreSQL.
 type databaseUser interface {
@@ -32,18 +32,18 @@ type databaseUser interface {
 // Name implements app.Module.
 func (Module) Name() string { return "payment" }
 
-// Register implements app.Module.
-func (m Module) Register(d *app.Deps) error {
+// RegisterCommands implements app.CommandModule.
+func (m Module) RegisterCommands(c *app.Commands) error {
 	gw := m.Gateway
 	if gw == nil {
 		gw = &SimulatedGateway{}
 	}
 	if db, ok := gw.(databaseUser); ok {
-		db.UseDatabase(d.Store.Pool(), m.Prefix+GatewaySchema)
+		db.UseDatabase(c.DB.Pool, m.Prefix+GatewaySchema)
 	}
-	h := handlers{payments: aggregate.NewRepository(d.Store, d.Registry, "payment", NewPayment), gateway: gw}
+	h := handlers{payments: aggregate.NewRepository(c.Store, c.Registry, "payment", NewPayment), gateway: gw}
 	return errors.Join(
-		command.Register(d.Dispatcher, h.chargePayment),
-		command.Register(d.Dispatcher, h.refundPayment),
+		command.Register(c.Dispatcher, h.chargePayment),
+		command.Register(c.Dispatcher, h.refundPayment),
 	)
 }

@@ -15,20 +15,20 @@ type Module struct {
 	Now func() time.Time
 }
 
-var _ app.Module = Module{}
+var _ app.CommandModule = Module{}
 
 // Name implements app.Module.
 func (Module) Name() string { return "shipping" }
 
-// Register implements app.Module.
-func (m Module) Register(d *app.Deps) error {
+// RegisterCommands implements app.CommandModule.
+func (m Module) RegisterCommands(c *app.Commands) error {
 	now := m.Now
 	if now == nil {
 		now = time.Now
 	}
-	h := handlers{shipments: aggregate.NewRepository(d.Store, d.Registry, "shipment", NewShipment), now: now}
+	h := handlers{shipments: aggregate.NewRepository(c.Store, c.Registry, "shipment", NewShipment), now: now}
 	return errors.Join(
-		command.Register(d.Dispatcher, h.scheduleShipment),
-		command.Register(d.Dispatcher, h.cancelShipment),
+		command.Register(c.Dispatcher, h.scheduleShipment),
+		command.Register(c.Dispatcher, h.cancelShipment),
 	)
 }

@@ -66,7 +66,7 @@ func demoCmd() *cobra.Command {
 			if err := awaitReady(ctx, opts.BaseURL, running); err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "Cairn order system: serving on %s (database schema %q)\n\n", opts.BaseURL, a.Deps().Store.Schema())
+			fmt.Fprintf(out, "Cairn order system: serving on %s (database schema %q)\n\n", opts.BaseURL, a.Deps().DB.Schema)
 			report, err := drive(ctx, out, a, gw, opts)
 			if err != nil {
 				stopRun()
@@ -187,7 +187,7 @@ func drive(ctx context.Context, out io.Writer, a *app.App, gw *payment.Simulated
 	// so that the summary and the inventory add up.
 	for {
 		var pending int
-		if err := d.Store.Pool().QueryRow(waitCtx, `SELECT count(*) FROM `+d.Store.Schema()+`.saga_outbox
+		if err := d.DB.Pool.QueryRow(waitCtx, `SELECT count(*) FROM `+d.DB.Schema+`.saga_outbox
 			WHERE saga = $1 AND instance_id = ANY($2) AND status = 'pending'`, fulfilment.SagaName, ids).Scan(&pending); err != nil {
 			return nil, fmt.Errorf("waiting for the saga's last commands: %w", err)
 		}
@@ -202,7 +202,7 @@ func drive(ctx context.Context, out io.Writer, a *app.App, gw *payment.Simulated
 		return nil, err
 	}
 	r := &report{placed: placed, views: views, elapsed: time.Since(start), gateway: gwTotals, lag: map[string]int64{}}
-	if r.events, err = d.Store.CountLog(ctx, startHead, eventstore.ReadLogOptions{}); err != nil {
+	if r.events, err = eventstore.CountLog(ctx, d.Store, startHead, eventstore.ReadLogOptions{}); err != nil {
 		return nil, err
 	}
 	for _, name := range orders.Projections(orders.Config{}) {
@@ -213,7 +213,7 @@ func drive(ctx context.Context, out io.Writer, a *app.App, gw *payment.Simulated
 		r.lag[name] = st.Lag
 	}
 	r.sagaOutcome = map[string]int64{}
-	rows, err := d.Store.Pool().Query(ctx, `SELECT outcome, count(*) FROM `+d.Store.Schema()+`.saga_instances
+	rows, err := d.DB.Pool.Query(ctx, `SELECT outcome, count(*) FROM `+d.DB.Schema+`.saga_instances
 		WHERE saga = $1 AND instance_id = ANY($2) GROUP BY 1`, fulfilment.SagaName, ids)
 	if err != nil {
 		return nil, err
@@ -229,7 +229,7 @@ func drive(ctx context.Context, out io.Writer, a *app.App, gw *payment.Simulated
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	if r.funnel, err = analytics.Counters(ctx, d.Store.Pool(), analytics.ReactorName); err != nil {
+	if r.funnel, err = analytics.Counters(ctx, d.DB.Pool, analytics.ReactorName); err != nil {
 		return nil, err
 	}
 	return r, nil

@@ -78,7 +78,7 @@ func (f *systemFlags) start(ctx context.Context, cmd *cobra.Command, gw payment.
 		DatabaseURL:     cmd.Flag("database-url").Value.String(),
 		DatabaseURLFrom: "--database-url",
 		Schema:          cmd.Flag("schema").Value.String(),
-		Server:          server.Config{Addr: f.addr, NoSignals: true},
+		Server:          server.Config{Addr: f.addr},
 		Logger:          logger,
 		Security:        f.security,
 		NoEnv:           f.noEnv,
