@@ -88,7 +88,7 @@ import (
 )
 
 // DefaultDatabaseURL is the database used when neither Config.DatabaseURL
-// nor $DATABASE_URL names one (the same as cli.DefaultDatabaseURL).
+// nor $DATABASE_URL names one.
 const DefaultDatabaseURL = pgconnect.DefaultURL
 
 // ErrUnreachable matches (errors.Is) New's error when the database could

@@ -106,9 +106,7 @@ func TestAppAssemblesModulesAndRunsThem(t *testing.T) {
 	pool := pgtest.Pool(t, 20)
 	schema := pgtest.Schema(t, pool)
 	model := fmt.Sprintf("pings_%x", pgtest.Suffix())
-	t.Cleanup(func() {
-		_, _ = pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{model}.Sanitize()+" CASCADE")
-	})
+	pgtest.DropModels(t, pool, model)
 	ctx := context.Background()
 	a, err := app.New(ctx, app.Config{Pool: pool, Schema: schema, Logger: quietLog}, pings{model: model})
 	require.NoError(t, err)

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/command"
@@ -96,7 +96,7 @@ func newEnv(t *testing.T) *env {
 	store, err := postgres.New(pool, postgres.Config{Schema: pgtest.Schema(t, pool), Logger: quietLog})
 	require.NoError(t, err)
 	t.Cleanup(store.Close)
-	t.Cleanup(func() { dropModels(store) })
+	pgtest.DropStoreModels(t, pool, store.Schema())
 	e := &env{t: t, store: store, registry: eventstore.NewRegistry(), handled: map[string]int{}}
 	eventstore.MustRegister[Started](e.registry, "Started")
 	eventstore.MustRegister[StepDone](e.registry, "StepDone")
@@ -246,17 +246,15 @@ func (e *env) dispatch(cmd any) command.Result {
 func (e *env) awaitEnded(sagaName, id string) saga.Detail {
 	e.t.Helper()
 	insp := saga.NewInspector(pgtest.DB(e.store))
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		d, err := insp.Show(context.Background(), sagaName, id)
-		if err == nil && d.Status != saga.StatusActive && d.PendingCommands == 0 {
-			return d
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("instance %s/%s did not end within 30s: %+v (err %v)", sagaName, id, d, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var d saga.Detail
+	require.EventuallyWithT(e.t, func(c *assert.CollectT) {
+		var err error
+		d, err = insp.Show(context.Background(), sagaName, id)
+		require.NoError(c, err)
+		assert.NotEqual(c, saga.StatusActive, d.Status, "instance %s/%s still active", sagaName, id)
+		assert.Zero(c, d.PendingCommands, "instance %s/%s has commands pending", sagaName, id)
+	}, 30*time.Second, 20*time.Millisecond)
+	return d
 }
 
 // jobEvents reads a job's stream as type:N strings.
@@ -283,15 +281,3 @@ func (e *env) jobEvents(jobID string) []string {
 }
 
 func uniqueName(base string) string { return fmt.Sprintf("%s_%x", base, pgtest.Suffix()%0xffffffff) }
-
-func dropModels(store *postgres.Store) {
-	ctx := context.Background()
-	rows, err := store.Pool().Query(ctx, "SELECT name FROM "+store.Schema()+".projections")
-	if err != nil {
-		return
-	}
-	names, _ := pgx.CollectRows(rows, pgx.RowTo[string])
-	for _, n := range names {
-		_, _ = store.Pool().Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{n}.Sanitize()+" CASCADE")
-	}
-}

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/command"
+	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/internal/pgtest"
 	"github.com/cairn-es/cairn/projection"
 	"github.com/cairn-es/cairn/retry"
@@ -226,7 +227,11 @@ func TestSagaTimeoutSurvivesARestartAndFiresExactlyOnce(t *testing.T) {
 	require.Equal(t, "expired", d.Outcome)
 	require.Empty(t, d.Timeouts)
 	require.Len(t, d.Commands, 1)
-	time.Sleep(300 * time.Millisecond) // room for a second firing to show
+	// A second firing would append a second Expired: give it room to show.
+	require.Never(t, func() bool {
+		recs, err := e.store.ReadStream(context.Background(), "job-t", eventstore.ReadStreamOptions{})
+		return err != nil || len(recs) > 2
+	}, 300*time.Millisecond, 20*time.Millisecond)
 	require.Equal(t, []string{"Started", "Expired"}, e.jobEvents("t"))
 	require.Equal(t, 1, e.maxHandled())
 }

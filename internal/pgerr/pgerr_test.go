@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/internal/pgerr"
@@ -221,18 +222,13 @@ func whileRunningOn(t *testing.T, url string, conn *pgx.Conn, sql string, interr
 func waitActive(t *testing.T, url string, pid uint32) {
 	t.Helper()
 	watcher := connect(t, url)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		var active bool
 		err := watcher.QueryRow(context.Background(),
 			`SELECT count(*) > 0 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'`, pid).Scan(&active)
-		require.NoError(t, err)
-		if active {
-			return
-		}
-		require.True(t, time.Now().Before(deadline), "backend %d never ran its statement", pid)
-		time.Sleep(10 * time.Millisecond)
-	}
+		require.NoError(c, err)
+		assert.True(c, active, "backend %d never ran its statement", pid)
+	}, 10*time.Second, 10*time.Millisecond)
 }
 
 // An immediate shutdown of the server (`pg_ctl stop -m immediate`, the
