@@ -8,7 +8,7 @@ WITH_PG     := scripts/with-postgres.sh
 BENCH_COUNT ?= 5
 PROJECTION_BENCH_COUNT ?= 3
 
-.PHONY: demo test lint bench build
+.PHONY: demo test test-kurrentdb lint bench build
 
 ## demo: the sample order system on 127.0.0.1:8080, driven by a few hundred
 ## orders, with a summary; it serves on until Ctrl-C (ARGS=--exit returns).
@@ -23,6 +23,21 @@ build:
 ## (DATABASE_URL, else 127.0.0.1:5432, else a private throwaway server).
 test:
 	$(WITH_PG) $(GO) test -race -count=1 -timeout 12m ./...
+
+## test-kurrentdb: the KurrentDB store's tests, and the projection, saga,
+## app and sample tests that keep the log in KurrentDB, against the real
+## server KURRENTDB_URL names (kurrentdb://127.0.0.1:2113?tls=false, say;
+## README.md says how to start one). Without it the same tests run in
+## `make test` against the in-process stand-in. One package at a time: the
+## sample's tests count what lands in the server's log.
+test-kurrentdb:
+	@if [ -z "$$KURRENTDB_URL" ]; then \
+		echo "test-kurrentdb needs KURRENTDB_URL, a KurrentDB connection string such as kurrentdb://127.0.0.1:2113?tls=false (see README.md, \"The event log in KurrentDB\")" >&2; \
+		exit 2; \
+	fi
+	$(WITH_PG) $(GO) test -race -count=1 -p 1 -timeout 20m ./eventstore/kurrentdb/...
+	$(WITH_PG) $(GO) test -race -count=1 -p 1 -timeout 20m -run 'KurrentDB' ./app/ ./projection/ ./saga/ ./examples/orders/
+	$(WITH_PG) $(GO) test -race -count=1 -p 1 -timeout 20m -run 'KurrentDB|Store' ./examples/orders/cmd/orders/
 
 ## lint: formatting, go vet, staticcheck and a tidy go.mod/go.sum.
 lint:

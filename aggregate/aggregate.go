@@ -40,7 +40,7 @@
 // When the context carries an eventstore.Causation (the command dispatcher
 // puts it there), Save stamps the events with its correlation and causation
 // IDs and records the command with them, so handling the same command twice
-// appends once. Repositories can keep snapshots: see WithSnapshots.
+// appends once. Repositories can keep snapshots: see Config.
 //
 // Domain logic is tested without a store with package
 // aggregate/aggregatetest.

@@ -43,8 +43,8 @@ func BenchmarkLoad1000(b *testing.B) {
 	reg := eventstore.NewRegistry()
 	eventstore.MustRegister[counterIncremented](reg, "CounterIncremented")
 	newCounter := func() *counter { return &counter{} }
-	plain := aggregate.NewRepository(store, reg, "counter", newCounter)
-	snapshotting := aggregate.NewRepository(store, reg, "snapcounter", newCounter, aggregate.WithSnapshots(store, n, 1))
+	plain := aggregate.NewRepository(store, reg, "counter", newCounter, aggregate.Config{})
+	snapshotting := aggregate.NewRepository(store, reg, "snapcounter", newCounter, aggregate.Config{Snapshots: store, SnapshotEvery: n, SnapshotSchemaVersion: 1})
 	for _, repo := range []*aggregate.Repository[*counter]{plain, snapshotting} {
 		c := repo.New("1")
 		for range n {

@@ -95,9 +95,9 @@ func Example() {
 	eventstore.MustRegister[ItemAdded](reg, "ItemAdded")
 	eventstore.MustRegister[OrderShipped](reg, "OrderShipped")
 
-	store := memory.New()
+	store := memory.New(memory.Config{})
 	orders := aggregate.NewRepository(store, reg, "order", NewOrder,
-		aggregate.WithSnapshots(store, 100, 1))
+		aggregate.Config{Snapshots: store, SnapshotEvery: 100, SnapshotSchemaVersion: 1})
 
 	// Handle "place order 42": a new aggregate, saved as a new stream.
 	o := orders.New("42")

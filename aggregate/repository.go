@@ -54,50 +54,52 @@ type Snapshotter interface {
 	RestoreSnapshot(data json.RawMessage) error
 }
 
-// Option configures a Repository.
-type Option func(*options)
+// DefaultSnapshotEvery is Config.SnapshotEvery when it is zero.
+const DefaultSnapshotEvery = 100
 
+// Config configures a Repository. The zero value is usable: no snapshots,
+// snapshot failures logged to slog.Default(), and Load reading
+// eventstore.DefaultBatchSize events per page.
+//
+// Snapshots are an optimisation. After a Save that takes the stream across
+// a multiple of SnapshotEvery events, the repository saves the aggregate's
+// state in Snapshots, and Load starts from the latest snapshot and replays
+// only the events after it. The state is the aggregate's JSON encoding, so
+// it must be in exported fields (Base's own fields are restored from the
+// snapshot's stream version); an aggregate with unexported state implements
+// Snapshotter instead, and NewRepository panics for an aggregate struct
+// with unexported fields that does not. Snapshots carry the repository's
+// category as their type and SnapshotSchemaVersion as their schema
+// version: Load ignores snapshots of another version and replays the stream
+// from the start (as it does for a snapshot it cannot read). A failure to
+// save or load a snapshot is logged to Logger, never returned.
+type Config struct {
+	// Snapshots is where the repository keeps snapshots. Nil: it keeps
+	// none, and SnapshotEvery and SnapshotSchemaVersion are ignored.
+	Snapshots eventstore.SnapshotStore
+	// SnapshotEvery is how many events pass between two snapshots of a
+	// stream. Zero: DefaultSnapshotEvery. Negative: NewRepository panics.
+	SnapshotEvery int
+	// SnapshotSchemaVersion is the version of the snapshots' shape: change
+	// it whenever the state's shape changes. It has no default, because a
+	// defaulted version would make it easy to "change" it to the value it
+	// already has: with Snapshots set, below 1 makes NewRepository panic.
+	SnapshotSchemaVersion int
+	// Logger receives snapshot failures. Nil: slog.Default() at the time of
+	// NewRepository.
+	Logger *slog.Logger
+	// PageSize is how many events Load reads per ReadStream call. Zero or
+	// less: eventstore.DefaultBatchSize.
+	PageSize int
+}
+
+// options is a Config with its defaults applied.
 type options struct {
 	snapshots      eventstore.SnapshotStore
 	snapshotEvery  int
 	snapshotSchema int
 	logger         *slog.Logger
 	pageSize       int
-}
-
-// WithSnapshots makes the repository keep snapshots in store: after a Save
-// that takes the stream across a multiple of every events, it saves the
-// aggregate's state, and Load starts from the latest snapshot and replays
-// only the events after it.
-//
-// The state is the aggregate's JSON encoding, so it must be in exported
-// fields (Base's own fields are restored from the snapshot's stream
-// version); an aggregate with unexported state implements Snapshotter
-// instead, and NewRepository panics for an aggregate struct with unexported
-// fields that does not. Snapshots carry the repository's category as their
-// type and schemaVersion as their schema version: change schemaVersion
-// whenever the state's shape changes, and Load ignores older snapshots and
-// replays the stream from the start (as it does for a snapshot it cannot
-// read). Snapshots are an optimisation: a failure to save or load one is
-// logged (see WithLogger), never returned.
-func WithSnapshots(store eventstore.SnapshotStore, every int, schemaVersion int) Option {
-	return func(o *options) {
-		o.snapshots = store
-		o.snapshotEvery = every
-		o.snapshotSchema = schemaVersion
-	}
-}
-
-// WithLogger sets the logger of snapshot failures; slog.Default() when not
-// given.
-func WithLogger(l *slog.Logger) Option {
-	return func(o *options) { o.logger = l }
-}
-
-// WithPageSize sets how many events Load reads per ReadStream call
-// (eventstore.DefaultBatchSize when not given).
-func WithPageSize(n int) Option {
-	return func(o *options) { o.pageSize = n }
 }
 
 // Repository loads and saves the aggregates of one category. It is safe for
@@ -112,36 +114,53 @@ type Repository[T Aggregate] struct {
 
 // NewRepository returns a repository of the aggregates of category (the
 // part of their stream IDs before the first '-'), which newFn creates empty
-// and whose events are encoded and decoded by registry. It panics on
-// configuration that cannot work: a nil argument, a category that is empty,
-// contains '-' or characters outside eventstore.StreamIDCharacters, or
-// snapshot options that are out of range or would lose state.
-func NewRepository[T Aggregate](store Store, registry *eventstore.Registry, category string, newFn func() T, opts ...Option) *Repository[T] {
+// and whose events are encoded and decoded by registry, configured by cfg
+// (Config{} for the defaults). It panics on configuration that cannot work:
+// a nil argument, a category that is empty, contains '-' or characters
+// outside eventstore.StreamIDCharacters, or snapshot settings that are out
+// of range or would lose state (see Config).
+func NewRepository[T Aggregate](store Store, registry *eventstore.Registry, category string, newFn func() T, cfg Config) *Repository[T] {
 	if store == nil || registry == nil || newFn == nil {
 		panic("aggregate: NewRepository needs a store, a registry and a constructor")
 	}
 	if err := eventstore.ValidateStreamID(category); err != nil || strings.Contains(category, "-") {
 		panic(fmt.Sprintf("aggregate: category %q must be a non-empty stream ID without '-'", category))
 	}
-	o := options{logger: slog.Default(), pageSize: eventstore.DefaultBatchSize}
-	for _, opt := range opts {
-		opt(&o)
+	o, err := cfg.options()
+	if err != nil {
+		panic(err.Error())
 	}
+	if o.snapshots != nil {
+		if err := checkSnapshottable[T](); err != nil {
+			panic(err.Error())
+		}
+	}
+	return &Repository[T]{store: store, registry: registry, category: category, newFn: newFn, opts: o}
+}
+
+// options applies cfg's defaults and rejects snapshot settings that cannot
+// work.
+func (cfg Config) options() (options, error) {
+	o := options{logger: cfg.Logger, pageSize: cfg.PageSize}
 	if o.logger == nil {
 		o.logger = slog.Default()
 	}
 	if o.pageSize <= 0 {
 		o.pageSize = eventstore.DefaultBatchSize
 	}
-	if o.snapshots != nil {
-		if o.snapshotEvery < 1 || o.snapshotSchema < 1 {
-			panic(fmt.Sprintf("aggregate: WithSnapshots(every %d, schema version %d): both must be at least 1", o.snapshotEvery, o.snapshotSchema))
-		}
-		if err := checkSnapshottable[T](); err != nil {
-			panic(err.Error())
-		}
+	if cfg.Snapshots == nil {
+		return o, nil
 	}
-	return &Repository[T]{store: store, registry: registry, category: category, newFn: newFn, opts: o}
+	if cfg.SnapshotEvery < 0 || cfg.SnapshotSchemaVersion < 1 {
+		return o, fmt.Errorf("aggregate: Config.SnapshotEvery %d must not be negative and Config.SnapshotSchemaVersion %d must be at least 1", cfg.SnapshotEvery, cfg.SnapshotSchemaVersion)
+	}
+	o.snapshots = cfg.Snapshots
+	o.snapshotEvery = cfg.SnapshotEvery
+	if o.snapshotEvery == 0 {
+		o.snapshotEvery = DefaultSnapshotEvery
+	}
+	o.snapshotSchema = cfg.SnapshotSchemaVersion
+	return o, nil
 }
 
 // checkSnapshottable rejects aggregates whose JSON encoding would silently

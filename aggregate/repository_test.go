@@ -17,11 +17,11 @@ import (
 	"github.com/cairn-es/cairn/eventstore/memory"
 )
 
-func newAccountRepo(t *testing.T, opts ...aggregate.Option) (*aggregate.Repository[*account], *memory.Store, *countingStore) {
+func newAccountRepo(t *testing.T, cfg aggregate.Config) (*aggregate.Repository[*account], *memory.Store, *countingStore) {
 	t.Helper()
-	mem := memory.New()
+	mem := memory.New(memory.Config{})
 	store := &countingStore{Store: mem}
-	return aggregate.NewRepository(store, accountRegistry(t), "account", newAccount, opts...), mem, store
+	return aggregate.NewRepository(store, accountRegistry(t), "account", newAccount, cfg), mem, store
 }
 
 func streamTypes(t *testing.T, store aggregate.Store, streamID string) []string {
@@ -36,7 +36,7 @@ func streamTypes(t *testing.T, store aggregate.Store, streamID string) []string 
 }
 
 func TestLoadNotFound(t *testing.T) {
-	repo, _, _ := newAccountRepo(t)
+	repo, _, _ := newAccountRepo(t, aggregate.Config{})
 	a, err := repo.Load(context.Background(), "nobody")
 	require.Nil(t, a)
 	require.ErrorIs(t, err, aggregate.ErrNotFound)
@@ -48,7 +48,7 @@ func TestLoadNotFound(t *testing.T) {
 }
 
 func TestEmptyID(t *testing.T) {
-	repo, _, store := newAccountRepo(t)
+	repo, _, store := newAccountRepo(t, aggregate.Config{})
 	_, err := repo.Load(context.Background(), "")
 	require.ErrorIs(t, err, eventstore.ErrInvalidStreamID)
 
@@ -63,7 +63,7 @@ func TestEmptyID(t *testing.T) {
 
 func TestSaveLoadRoundTrip(t *testing.T) {
 	ctx := context.Background()
-	repo, _, store := newAccountRepo(t)
+	repo, _, store := newAccountRepo(t, aggregate.Config{})
 	require.Equal(t, "account", repo.Category())
 	require.Equal(t, "account-42", repo.StreamID("42"))
 
@@ -107,7 +107,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 
 func TestSaveWithoutChangesIsANoOp(t *testing.T) {
 	ctx := context.Background()
-	repo, _, store := newAccountRepo(t)
+	repo, _, store := newAccountRepo(t, aggregate.Config{})
 
 	res, err := repo.Save(ctx, repo.New("new"))
 	require.NoError(t, err)
@@ -125,7 +125,7 @@ func TestSaveWithoutChangesIsANoOp(t *testing.T) {
 
 func TestSaveUnregisteredEvent(t *testing.T) {
 	ctx := context.Background()
-	repo, _, store := newAccountRepo(t)
+	repo, _, store := newAccountRepo(t, aggregate.Config{})
 	a := repo.New("1")
 	type unregistered struct{}
 	aggregate.Record(a, accountOpened{Owner: "x"}, unregistered{})
@@ -137,7 +137,7 @@ func TestSaveUnregisteredEvent(t *testing.T) {
 
 func TestSaveConcurrencyConflict(t *testing.T) {
 	ctx := context.Background()
-	repo, _, store := newAccountRepo(t)
+	repo, _, store := newAccountRepo(t, aggregate.Config{})
 	a := repo.New("1")
 	require.NoError(t, a.OpenAccount("ann"))
 	require.NoError(t, a.Deposit(100))
@@ -176,7 +176,7 @@ func TestSaveConcurrencyConflict(t *testing.T) {
 
 func TestSaveConcurrentSaves(t *testing.T) {
 	ctx := context.Background()
-	repo, _, _ := newAccountRepo(t)
+	repo, _, _ := newAccountRepo(t, aggregate.Config{})
 	a := repo.New("1")
 	require.NoError(t, a.OpenAccount("ann"))
 	_, err := repo.Save(ctx, a)
@@ -213,7 +213,7 @@ func TestSaveConcurrentSaves(t *testing.T) {
 }
 
 func TestSaveStampsCausationAndIsIdempotentPerCommand(t *testing.T) {
-	repo, mem, store := newAccountRepo(t)
+	repo, mem, store := newAccountRepo(t, aggregate.Config{})
 	cause := eventstore.Causation{CommandID: "cmd-1", CommandType: "OpenAccount", CorrelationID: "corr-1", PayloadHash: []byte{1, 2}}
 	ctx := eventstore.WithCausation(context.Background(), cause)
 
@@ -268,7 +268,7 @@ func TestSaveStampsCausationAndIsIdempotentPerCommand(t *testing.T) {
 
 func TestLoadAppliesUpcasters(t *testing.T) {
 	ctx := context.Background()
-	mem := memory.New()
+	mem := memory.New(memory.Config{})
 	// Version 1 of Deposited held whole euros in "amount".
 	reg := eventstore.NewRegistry()
 	eventstore.MustRegister[accountOpened](reg, "AccountOpened")
@@ -283,7 +283,7 @@ func TestLoadAppliesUpcasters(t *testing.T) {
 			}
 			return json.Marshal(deposited{AmountCents: v1.Amount * 100})
 		}))
-	repo := aggregate.NewRepository(mem, reg, "account", newAccount)
+	repo := aggregate.NewRepository(mem, reg, "account", newAccount, aggregate.Config{})
 
 	_, err := mem.Append(ctx, "account-1", eventstore.NoStream, []eventstore.Event{
 		{Type: "AccountOpened", Data: json.RawMessage(`{"owner":"ann"}`)},
@@ -345,7 +345,7 @@ func TestLoadUndecodableEvents(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			repo, mem, _ := newAccountRepo(t)
+			repo, mem, _ := newAccountRepo(t, aggregate.Config{})
 			_, err := mem.Append(ctx, "account-1", eventstore.NoStream, []eventstore.Event{
 				{Type: "AccountOpened", Data: json.RawMessage(`{"owner":"ann"}`)},
 				tc.event,
@@ -362,7 +362,7 @@ func TestLoadUndecodableEvents(t *testing.T) {
 
 func TestLoadPages(t *testing.T) {
 	ctx := context.Background()
-	repo, _, store := newAccountRepo(t, aggregate.WithPageSize(2))
+	repo, _, store := newAccountRepo(t, aggregate.Config{PageSize: 2})
 	a := repo.New("1")
 	require.NoError(t, a.OpenAccount("ann"))
 	for range 4 {
@@ -389,8 +389,8 @@ func captureLogs() (*slog.Logger, *bytes.Buffer) {
 
 func TestSnapshotsEveryN(t *testing.T) {
 	ctx := context.Background()
-	snaps := memory.New()
-	repo, _, store := newAccountRepo(t, aggregate.WithSnapshots(snaps, 3, 1))
+	snaps := memory.New(memory.Config{})
+	repo, _, store := newAccountRepo(t, aggregate.Config{Snapshots: snaps, SnapshotEvery: 3, SnapshotSchemaVersion: 1})
 
 	a := repo.New("1")
 	require.NoError(t, a.OpenAccount("ann"))
@@ -452,12 +452,12 @@ func TestSnapshotsEveryN(t *testing.T) {
 
 func TestSnapshotOfAnotherSchemaOrTypeIsIgnored(t *testing.T) {
 	ctx := context.Background()
-	mem := memory.New()
+	mem := memory.New(memory.Config{})
 	store := &countingStore{Store: mem}
 	reg := accountRegistry(t)
 	logger, logs := captureLogs()
 
-	v1 := aggregate.NewRepository(store, reg, "account", newAccount, aggregate.WithSnapshots(mem, 2, 1))
+	v1 := aggregate.NewRepository(store, reg, "account", newAccount, aggregate.Config{Snapshots: mem, SnapshotEvery: 2, SnapshotSchemaVersion: 1})
 	a := v1.New("1")
 	require.NoError(t, a.OpenAccount("ann"))
 	require.NoError(t, a.Deposit(10))
@@ -471,7 +471,7 @@ func TestSnapshotOfAnotherSchemaOrTypeIsIgnored(t *testing.T) {
 
 	// The state's shape changed: schema version 2 ignores the old snapshot
 	// and replays the stream.
-	v2 := aggregate.NewRepository(store, reg, "account", newAccount, aggregate.WithSnapshots(mem, 2, 2), aggregate.WithLogger(logger))
+	v2 := aggregate.NewRepository(store, reg, "account", newAccount, aggregate.Config{Snapshots: mem, SnapshotEvery: 2, SnapshotSchemaVersion: 2, Logger: logger})
 	store.takeReads()
 	loaded, err := v2.Load(ctx, "1")
 	require.NoError(t, err)
@@ -520,7 +520,7 @@ func (failingSnapshots) LoadSnapshot(context.Context, string) (eventstore.Snapsh
 func TestSnapshotFailuresDoNotFailSaveOrLoad(t *testing.T) {
 	ctx := context.Background()
 	logger, logs := captureLogs()
-	repo, _, _ := newAccountRepo(t, aggregate.WithSnapshots(failingSnapshots{}, 1, 1), aggregate.WithLogger(logger))
+	repo, _, _ := newAccountRepo(t, aggregate.Config{Snapshots: failingSnapshots{}, SnapshotEvery: 1, SnapshotSchemaVersion: 1, Logger: logger})
 	a := repo.New("1")
 	require.NoError(t, a.OpenAccount("ann"))
 	res, err := repo.Save(ctx, a)
@@ -554,8 +554,8 @@ func (v *vault) RestoreSnapshot(data json.RawMessage) error { return json.Unmars
 
 func TestSnapshotter(t *testing.T) {
 	ctx := context.Background()
-	mem := memory.New()
-	repo := aggregate.NewRepository(mem, accountRegistry(t), "vault", func() *vault { return &vault{} }, aggregate.WithSnapshots(mem, 2, 1))
+	mem := memory.New(memory.Config{})
+	repo := aggregate.NewRepository(mem, accountRegistry(t), "vault", func() *vault { return &vault{} }, aggregate.Config{Snapshots: mem, SnapshotEvery: 2, SnapshotSchemaVersion: 1})
 	v := repo.New("1")
 	aggregate.Record(v, deposited{AmountCents: 1}, deposited{AmountCents: 2})
 	_, err := repo.Save(ctx, v)
@@ -583,19 +583,23 @@ type leaky struct {
 func (l *leaky) Apply(any) { l.hidden++ }
 
 func TestNewRepositoryPanicsOnBadConfiguration(t *testing.T) {
-	mem := memory.New()
+	mem := memory.New(memory.Config{})
 	reg := accountRegistry(t)
+	snapshots := func(every, schema int) aggregate.Config {
+		return aggregate.Config{Snapshots: mem, SnapshotEvery: every, SnapshotSchemaVersion: schema}
+	}
 	for name, build := range map[string]func(){
-		"nil store":           func() { aggregate.NewRepository(nil, reg, "account", newAccount) },
-		"nil registry":        func() { aggregate.NewRepository(mem, nil, "account", newAccount) },
-		"nil constructor":     func() { aggregate.NewRepository[*account](mem, reg, "account", nil) },
-		"empty category":      func() { aggregate.NewRepository(mem, reg, "", newAccount) },
-		"category with dash":  func() { aggregate.NewRepository(mem, reg, "bank-account", newAccount) },
-		"category with space": func() { aggregate.NewRepository(mem, reg, "bank account", newAccount) },
-		"snapshot every 0":    func() { aggregate.NewRepository(mem, reg, "account", newAccount, aggregate.WithSnapshots(mem, 0, 1)) },
-		"snapshot schema 0":   func() { aggregate.NewRepository(mem, reg, "account", newAccount, aggregate.WithSnapshots(mem, 10, 0)) },
+		"nil store":           func() { aggregate.NewRepository(nil, reg, "account", newAccount, aggregate.Config{}) },
+		"nil registry":        func() { aggregate.NewRepository(mem, nil, "account", newAccount, aggregate.Config{}) },
+		"nil constructor":     func() { aggregate.NewRepository[*account](mem, reg, "account", nil, aggregate.Config{}) },
+		"empty category":      func() { aggregate.NewRepository(mem, reg, "", newAccount, aggregate.Config{}) },
+		"category with dash":  func() { aggregate.NewRepository(mem, reg, "bank-account", newAccount, aggregate.Config{}) },
+		"category with space": func() { aggregate.NewRepository(mem, reg, "bank account", newAccount, aggregate.Config{}) },
+		"snapshot every -1":   func() { aggregate.NewRepository(mem, reg, "account", newAccount, snapshots(-1, 1)) },
+		"snapshot schema 0":   func() { aggregate.NewRepository(mem, reg, "account", newAccount, snapshots(10, 0)) },
+		"snapshot schema -1":  func() { aggregate.NewRepository(mem, reg, "account", newAccount, snapshots(10, -1)) },
 		"unexported snapshots": func() {
-			aggregate.NewRepository(mem, reg, "leaky", func() *leaky { return &leaky{} }, aggregate.WithSnapshots(mem, 10, 1))
+			aggregate.NewRepository(mem, reg, "leaky", func() *leaky { return &leaky{} }, snapshots(10, 1))
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -603,8 +607,57 @@ func TestNewRepositoryPanicsOnBadConfiguration(t *testing.T) {
 		})
 	}
 	require.PanicsWithValue(t, `aggregate: snapshots of aggregate_test.leaky would lose unexported field hidden: export it (json:"-" to leave it out deliberately) or implement aggregate.Snapshotter`, func() {
-		aggregate.NewRepository(mem, reg, "leaky", func() *leaky { return &leaky{} }, aggregate.WithSnapshots(mem, 10, 1))
+		aggregate.NewRepository(mem, reg, "leaky", func() *leaky { return &leaky{} }, snapshots(10, 1))
 	})
-	// Without snapshots, unexported state is fine.
-	require.NotPanics(t, func() { aggregate.NewRepository(mem, reg, "leaky", func() *leaky { return &leaky{} }) })
+	// Without snapshots, unexported state is fine, and the snapshot
+	// settings are ignored.
+	require.NotPanics(t, func() {
+		aggregate.NewRepository(mem, reg, "leaky", func() *leaky { return &leaky{} }, aggregate.Config{})
+	})
+	require.NotPanics(t, func() {
+		aggregate.NewRepository(mem, reg, "account", newAccount, aggregate.Config{SnapshotEvery: -1, SnapshotSchemaVersion: -1})
+	})
+}
+
+// TestSnapshotEveryDefault proves that SnapshotEvery zero snapshots every
+// aggregate.DefaultSnapshotEvery events, and no sooner.
+func TestSnapshotEveryDefault(t *testing.T) {
+	ctx := context.Background()
+	snaps := memory.New(memory.Config{})
+	repo, _, _ := newAccountRepo(t, aggregate.Config{Snapshots: snaps, SnapshotSchemaVersion: 1})
+	a := repo.New("1")
+	require.NoError(t, a.OpenAccount("ann"))
+	for range aggregate.DefaultSnapshotEvery - 2 {
+		require.NoError(t, a.Deposit(1))
+	}
+	_, err := repo.Save(ctx, a)
+	require.NoError(t, err)
+	_, ok, err := snaps.LoadSnapshot(ctx, "account-1")
+	require.NoError(t, err)
+	require.False(t, ok, "a snapshot before %d events", aggregate.DefaultSnapshotEvery)
+
+	require.NoError(t, a.Deposit(1))
+	_, err = repo.Save(ctx, a)
+	require.NoError(t, err)
+	snap, ok, err := snaps.LoadSnapshot(ctx, "account-1")
+	require.NoError(t, err)
+	require.True(t, ok, "no snapshot after %d events", aggregate.DefaultSnapshotEvery)
+	require.EqualValues(t, aggregate.DefaultSnapshotEvery, snap.Version)
+}
+
+// TestPageSizeDefault proves that PageSize zero or less reads
+// eventstore.DefaultBatchSize events per call.
+func TestPageSizeDefault(t *testing.T) {
+	ctx := context.Background()
+	for _, size := range []int{0, -1} {
+		repo, _, store := newAccountRepo(t, aggregate.Config{PageSize: size})
+		a := repo.New("1")
+		require.NoError(t, a.OpenAccount("ann"))
+		_, err := repo.Save(ctx, a)
+		require.NoError(t, err)
+		store.takeReads()
+		_, err = repo.Load(ctx, "1")
+		require.NoError(t, err)
+		require.Equal(t, []eventstore.ReadStreamOptions{{Direction: eventstore.Forward, From: 1, Limit: eventstore.DefaultBatchSize}}, store.takeReads(), "PageSize %d", size)
+	}
 }

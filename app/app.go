@@ -74,6 +74,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cairn-es/cairn/command"
 	"github.com/cairn-es/cairn/eventstore"
@@ -117,8 +118,11 @@ type Deps struct {
 	Sagas       *saga.Manager
 	Queries     *query.Bus
 	Server      *server.Server
-	Metrics     *server.Metrics
-	Logger      *slog.Logger
+	// Metrics is the registry the server serves at /metrics: the
+	// command, projection, saga and HTTP metrics and the Go runtime and
+	// process collectors. A module registers its own collectors here.
+	Metrics *prometheus.Registry
+	Logger  *slog.Logger
 	// CursorKeys sign and verify page cursors: set them on a copy of a
 	// listing's spec (query.ListSpec.CursorKeys) before calling
 	// query.List.
@@ -159,14 +163,20 @@ type Config struct {
 	// NoMigrate skips applying migrations at start-up.
 	NoMigrate bool
 	// Server configures the HTTP server (default address 127.0.0.1:8080).
+	// Its dependencies are the App's: Dispatcher, Admission, QueryBus,
+	// Projections and Health are replaced, and Metrics, when set, is the
+	// registry every component's metrics go to (default
+	// server.NewRegistry()).
 	Server server.Config
 	// Projection configures the projection manager.
 	Projection projection.Config
 	// Saga configures the saga manager.
 	Saga saga.Config
-	// Command adds options to the command dispatcher (after the metrics
-	// middleware and retry hook the App installs).
-	Command []command.Option
+	// Command configures the command dispatcher. A nil Logger takes
+	// Config.Logger; a nil Metrics takes command metrics whose failure
+	// reasons are the server's classes (server.FailureReason). Either way
+	// the metrics are registered in Deps.Metrics.
+	Command command.Config
 	// Security holds authentication and cursor-key settings as the
 	// service's flags give them; empty fields take the environment's (see
 	// the package documentation).
@@ -214,11 +224,7 @@ func New(ctx context.Context, cfg Config, modules ...Module) (*App, error) {
 		a.pool, a.ownsPool = pool, true
 	}
 	if !cfg.NoMigrate {
-		sets := Migrations()
-		if cfg.EventStore != nil {
-			sets = ReadSideMigrations()
-		}
-		if err := migrations.UpPool(ctx, a.pool, cfg.Schema, sets...); err != nil {
+		if err := migrations.UpPool(ctx, a.pool, cfg.Schema, cfg.migrationSets()...); err != nil {
 			a.Close()
 			return nil, fmt.Errorf("app: migrating: %w", err)
 		}
@@ -236,6 +242,15 @@ func New(ctx context.Context, cfg Config, modules ...Module) (*App, error) {
 	}
 	a.deps = deps
 	return a, nil
+}
+
+// migrationSets are the sets the service's PostgreSQL holds: all of them,
+// or the read side's when the log lives elsewhere (Config.EventStore).
+func (cfg Config) migrationSets() []migrations.Set {
+	if cfg.EventStore != nil {
+		return ReadSideMigrations()
+	}
+	return Migrations()
 }
 
 // connect opens the pool on the configured URL and checks that it can be
@@ -265,13 +280,22 @@ func assemble(pool *pgxpool.Pool, cfg Config, modules []Module) (*Deps, error) {
 		return nil, err
 	}
 	registry := eventstore.NewRegistry()
-	metrics := server.NewMetrics()
-	opts := append([]command.Option{
-		command.WithLogger(cfg.Logger),
-		command.WithMiddleware(metrics.CommandMiddleware()),
-		command.WithRetry(metrics.RetryPolicy(command.DefaultRetryPolicy)),
-	}, cfg.Command...)
-	dispatcher := command.NewDispatcher(store, opts...)
+	metrics := cfg.Server.Metrics
+	if metrics == nil {
+		metrics = server.NewRegistry()
+	}
+	ccfg := cfg.Command
+	if ccfg.Logger == nil {
+		ccfg.Logger = cfg.Logger
+	}
+	if ccfg.Metrics == nil {
+		ccfg.Metrics = command.NewMetrics(command.MetricsConfig{Reason: server.FailureReason})
+	}
+	if err := ccfg.Metrics.Register(metrics); err != nil {
+		closeStore()
+		return nil, fmt.Errorf("app: registering command metrics: %w", err)
+	}
+	dispatcher := command.NewDispatcher(store, ccfg)
 	pcfg := cfg.Projection
 	if pcfg.Logger == nil {
 		pcfg.Logger = cfg.Logger
@@ -322,7 +346,7 @@ func registerOn(projections *projection.Manager, modules []Module) error {
 }
 
 // assembleAround builds what sits around the projection manager.
-func assembleAround(projections *projection.Manager, registry *eventstore.Registry, dispatcher *command.Dispatcher, metrics *server.Metrics, cfg Config) (*Deps, error) {
+func assembleAround(projections *projection.Manager, registry *eventstore.Registry, dispatcher *command.Dispatcher, metrics *prometheus.Registry, cfg Config) (*Deps, error) {
 	scfg := cfg.Saga
 	if scfg.Logger == nil {
 		scfg.Logger = cfg.Logger
@@ -333,18 +357,21 @@ func assembleAround(projections *projection.Manager, registry *eventstore.Regist
 	if srvCfg.Logger == nil {
 		srvCfg.Logger = cfg.Logger
 	}
-	srv, err := server.New(srvCfg,
-		server.WithDispatcher(dispatcher), server.WithQueryBus(bus),
-		server.WithProjections(projections), server.WithHealth(projections.DB(), Migrations()...),
-		server.WithMetrics(metrics),
-		// Command routes refuse new work while the saga backlog is past
-		// its bound (503 with Retry-After), before appending anything.
-		server.WithAdmission(sagas.Admit))
+	srvCfg.Dispatcher, srvCfg.QueryBus, srvCfg.Projections = dispatcher, bus, projections
+	srvCfg.Health = server.HealthConfig{DB: projections.DB(), Migrations: cfg.migrationSets()}
+	srvCfg.Metrics = metrics
+	// Command routes refuse new work while the saga backlog is past its
+	// bound (503 with Retry-After), before appending anything.
+	srvCfg.Admission = sagas.Admit
+	srv, err := server.New(srvCfg)
 	if err != nil {
 		return nil, fmt.Errorf("app: %w", err)
 	}
-	if err := sagas.RegisterMetrics(metrics.Registry()); err != nil {
-		return nil, fmt.Errorf("app: %w", err)
+	if err := projections.RegisterMetrics(metrics); err != nil {
+		return nil, fmt.Errorf("app: registering projection metrics: %w", err)
+	}
+	if err := sagas.RegisterMetrics(metrics); err != nil {
+		return nil, fmt.Errorf("app: registering saga metrics: %w", err)
 	}
 	return &Deps{
 		Registry: registry, Dispatcher: dispatcher,

@@ -21,6 +21,7 @@ import (
 	"github.com/cairn-es/cairn/internal/pgtest"
 	"github.com/cairn-es/cairn/projection"
 	"github.com/cairn-es/cairn/query"
+	"github.com/cairn-es/cairn/saga"
 	"github.com/cairn-es/cairn/server"
 )
 
@@ -133,6 +134,24 @@ func TestAppAssemblesModulesAndRunsThem(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
 	require.Equal(t, "1", strings.TrimSpace(string(body)))
+
+	// One registry holds every subsystem's metrics, and the server
+	// serves it.
+	resp, err = http.Get(ts.URL + "/metrics")
+	require.NoError(t, err)
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		command.MetricHandled + `{command="Ping",outcome="ok"} 1`,
+		command.MetricEventsAppended + `{command="Ping"} 1`,
+		projection.MetricStatusUp + " 1",
+		projection.MetricState + `{projection="` + model + `",state="running"} 1`,
+		saga.MetricRefused + " 0",
+		server.MetricHTTPRequestDuration + `_count{method="POST",route="/pings/:id",status="202"} 1`,
+		"go_goroutines",
+	} {
+		require.Contains(t, string(body), want)
+	}
 
 	stop()
 	select {

@@ -51,8 +51,8 @@ func BenchmarkDispatch(b *testing.B) {
 	b.Cleanup(store.Close)
 	reg := eventstore.NewRegistry()
 	eventstore.MustRegister[TabOpened](reg, "TabOpened")
-	tabs := aggregate.NewRepository(store, reg, "tab", func() *tab { return &tab{} })
-	d := command.NewDispatcher(store, command.WithLogger(slog.New(slog.DiscardHandler)))
+	tabs := aggregate.NewRepository(store, reg, "tab", func() *tab { return &tab{} }, aggregate.Config{})
+	d := command.NewDispatcher(store, command.Config{Logger: slog.New(slog.DiscardHandler)})
 	command.MustRegister(d, func(ctx context.Context, cmd OpenTab) (eventstore.AppendResult, error) {
 		t, err := tabs.Load(ctx, cmd.TabID)
 		if errors.Is(err, aggregate.ErrNotFound) {

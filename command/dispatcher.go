@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/retry"
 )
 
 // Handler is the untyped form of a command handler that middleware wraps.
@@ -46,45 +47,66 @@ type registration struct {
 	call   func(ctx context.Context, payload any) (eventstore.AppendResult, error)
 }
 
-// Option configures a Dispatcher.
-type Option func(*config)
-
-type config struct {
-	logger  *slog.Logger
-	timeout time.Duration
-	retry   RetryPolicy
-	extra   []Middleware
-	chain   []Middleware
-	custom  bool
+// Config configures a Dispatcher. The zero value is usable: every zero
+// field takes the default its comment names. The fields other than Chain
+// shape the default chain (see NewDispatcher).
+type Config struct {
+	// Logger receives the Logging middleware's record of every command
+	// (slog.Default() when nil).
+	Logger *slog.Logger
+	// NoLogging leaves the Logging middleware out of the default chain
+	// (Logger is then unused).
+	NoLogging bool
+	// Timeout bounds the handling of each command, retries included, with
+	// the Timeout middleware. Zero sets no bound beyond the caller's
+	// context.
+	Timeout time.Duration
+	// Retry is the policy of the Retry middleware: zero fields take
+	// DefaultRetry's. MaxAttempts 1 disables retrying.
+	Retry retry.Policy
+	// Metrics, when set, records every command's outcome, duration and
+	// appended events (its Middleware, first after Logging and Timeout)
+	// and counts the Retry middleware's retries. Nil records nothing.
+	Metrics *Metrics
+	// Middleware is added to the default chain, after Logging, Timeout
+	// and Metrics and before Validation and Retry, in the order given:
+	// it sees every command, its failures are logged, and it runs once
+	// per command however many attempts the handler takes.
+	Middleware []Middleware
+	// Chain, when non-nil, replaces the whole chain, the first middleware
+	// outermost; the fields above then have no effect. An empty non-nil
+	// Chain sends commands straight to their handlers (after the
+	// idempotency look-up, which is not middleware).
+	Chain []Middleware
 }
 
-// WithLogger sets the logger of the Logging middleware in the default chain
-// (slog.Default() unless set); nil leaves logging out.
-func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+// DefaultRetry is the Retry policy of the default chain, and fills the
+// zero fields of Config.Retry and of Retry's policy.
+var DefaultRetry = retry.Policy{MaxAttempts: 5, BaseDelay: 10 * time.Millisecond, MaxDelay: time.Second}
 
-// WithTimeout bounds the handling of each command, retries included, with
-// the Timeout middleware. Zero (the default) sets no bound beyond the
-// caller's context.
-func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = d } }
-
-// WithRetry sets the policy of the Retry middleware in the default chain
-// (DefaultRetryPolicy unless set). MaxAttempts 1 disables retrying.
-func WithRetry(p RetryPolicy) Option { return func(c *config) { c.retry = p } }
-
-// WithMiddleware adds middleware to the default chain, after Logging and
-// Timeout and before Validation and Retry, in the order given: they see
-// every command, their failures are logged, and they run once per command
-// however many attempts the handler takes.
-func WithMiddleware(mws ...Middleware) Option {
-	return func(c *config) { c.extra = append(c.extra, mws...) }
-}
-
-// WithChain replaces the whole chain, the first middleware outermost.
-// WithLogger, WithTimeout, WithRetry and WithMiddleware then have no effect.
-// With no middleware at all, commands go straight to their handlers (after
-// the idempotency look-up, which is not middleware).
-func WithChain(mws ...Middleware) Option {
-	return func(c *config) { c.chain = append([]Middleware(nil), mws...); c.custom = true }
+// chain is the middleware cfg describes.
+func (cfg Config) chain() []Middleware {
+	if cfg.Chain != nil {
+		return cfg.Chain
+	}
+	var mws []Middleware
+	if !cfg.NoLogging {
+		logger := cfg.Logger
+		if logger == nil {
+			logger = slog.Default()
+		}
+		mws = append(mws, Logging(logger))
+	}
+	if cfg.Timeout > 0 {
+		mws = append(mws, Timeout(cfg.Timeout))
+	}
+	rt := Retry(cfg.Retry)
+	if cfg.Metrics != nil {
+		mws = append(mws, cfg.Metrics.Middleware())
+		rt = cfg.Metrics.Retry(cfg.Retry)
+	}
+	mws = append(mws, cfg.Middleware...)
+	return append(mws, Validation(), rt)
 }
 
 // NewDispatcher returns a dispatcher that consults log (usually the event
@@ -93,36 +115,26 @@ func WithChain(mws ...Middleware) Option {
 //
 // The default middleware chain is, outermost first:
 //
-//   - Logging, so that every outcome is logged, rejections and timeouts
-//     included, with the total duration the caller saw;
-//   - Timeout, when configured, outside Retry so that the deadline bounds all
-//     attempts and the back-off between them rather than restarting with
-//     each attempt;
-//   - any WithMiddleware middleware;
+//   - Logging (unless Config.NoLogging), so that every outcome is logged,
+//     rejections and timeouts included, with the total duration the caller
+//     saw;
+//   - Timeout, when Config.Timeout is set, outside Retry so that the
+//     deadline bounds all attempts and the back-off between them rather
+//     than restarting with each attempt;
+//   - the Config.Metrics middleware, when set;
+//   - Config.Middleware;
 //   - Validation, before Retry and before any I/O: an invalid command costs
 //     no store round trip and is never retried;
-//   - Retry, innermost, so that each attempt repeats exactly the idempotency
-//     look-up and the handler, which reloads the aggregate. Repeating the
-//     look-up matters: a conflict may be a concurrent submission of the
-//     same command winning, and the look-up then returns its result.
-func NewDispatcher(log eventstore.CommandLog, opts ...Option) *Dispatcher {
-	c := config{logger: slog.Default(), retry: DefaultRetryPolicy}
-	for _, o := range opts {
-		o(&c)
-	}
-	mws := c.chain
-	if !c.custom {
-		if c.logger != nil {
-			mws = append(mws, Logging(c.logger))
-		}
-		if c.timeout > 0 {
-			mws = append(mws, Timeout(c.timeout))
-		}
-		mws = append(mws, c.extra...)
-		mws = append(mws, Validation(), Retry(c.retry))
-	}
+//   - Retry with Config.Retry, innermost, so that each attempt repeats
+//     exactly the idempotency look-up and the handler, which reloads the
+//     aggregate. Repeating the look-up matters: a conflict may be a
+//     concurrent submission of the same command winning, and the look-up
+//     then returns its result.
+//
+// Config.Chain replaces it.
+func NewDispatcher(log eventstore.CommandLog, cfg Config) *Dispatcher {
 	d := &Dispatcher{log: log, handlers: make(map[string]registration)}
-	d.chain = Chain(mws...)(d.handle)
+	d.chain = Chain(cfg.chain()...)(d.handle)
 	return d
 }
 

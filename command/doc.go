@@ -8,7 +8,7 @@
 // error (ErrDuplicateHandler), and dispatching a type nobody registered is
 // one too (ErrUnknownCommand).
 //
-//	d := command.NewDispatcher(store)
+//	d := command.NewDispatcher(store, command.Config{})
 //	command.MustRegister(d, func(ctx context.Context, cmd PlaceOrder) (eventstore.AppendResult, error) {
 //		// load the aggregate, decide, save: the repository reads the
 //		// command's eventstore.Causation from ctx.
@@ -48,7 +48,15 @@
 // # Middleware
 //
 // Handlers run inside a chain of Middleware. The default chain, outermost
-// first, is Logging, Timeout (when configured with WithTimeout), any
-// middleware added with WithMiddleware, Validation and Retry; WithChain
-// replaces it entirely. See NewDispatcher for why that order.
+// first, is Logging, Timeout (when Config.Timeout is set), the metrics'
+// middleware (when Config.Metrics is set), Config.Middleware, Validation
+// and Retry (with Config.Retry, a retry.Policy); Config.Chain replaces it
+// entirely. See NewDispatcher for why that order.
+//
+// # Metrics
+//
+// Metrics (NewMetrics) count every command's outcome, failure reason,
+// duration, appended events and retries, as Prometheus collectors that the
+// application registers where it is scraped (app registers them in the
+// registry its server serves) and gives the dispatcher in Config.Metrics.
 package command

@@ -12,6 +12,7 @@ import (
 	"github.com/cairn-es/cairn/command"
 	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/eventstore/memory"
+	"github.com/cairn-es/cairn/retry"
 )
 
 // OpenAccount is a command: verb-noun, named after its Go type.
@@ -29,12 +30,12 @@ func (c OpenAccount) Validate() error {
 }
 
 func Example() {
-	store := memory.New()
-	d := command.NewDispatcher(store,
-		command.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
-		command.WithTimeout(5*time.Second),
-		command.WithRetry(command.RetryPolicy{MaxAttempts: 3, BaseDelay: 10 * time.Millisecond, MaxDelay: 100 * time.Millisecond}),
-	)
+	store := memory.New(memory.Config{})
+	d := command.NewDispatcher(store, command.Config{
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Timeout: 5 * time.Second,
+		Retry:   retry.Policy{MaxAttempts: 3, BaseDelay: 10 * time.Millisecond, MaxDelay: 100 * time.Millisecond},
+	})
 
 	// One handler per command type, registered at start-up. A real handler
 	// loads an aggregate, decides and saves through a repository; the

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cairn-es/cairn/command"
 	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/retry"
 )
 
 // PlaceOrder validates itself and is named after its Go type.
@@ -40,10 +41,13 @@ type OrderPlaced struct {
 }
 
 // quiet keeps test output free of command logs.
-var quiet = command.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+var quiet = command.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+
+// quietWith is quiet with a retry policy.
+func quietWith(p retry.Policy) command.Config { c := quiet; c.Retry = p; return c }
 
 // fastRetry keeps retry tests quick.
-var fastRetry = command.RetryPolicy{MaxAttempts: 5, BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond}
+var fastRetry = retry.Policy{MaxAttempts: 5, BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond}
 
 // counter counts handler calls.
 type counter struct{ n atomic.Int32 }

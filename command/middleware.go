@@ -5,16 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/retry"
 )
 
 // Logging logs one record per command with logger: its ID, type and
 // correlation ID, the outcome, the duration and, on success, the stream and
 // version written. The outcome names what happened, with the same words as
-// the server's command metrics:
+// the command metrics' reasons (see Metrics):
 //
 //   - Info: "ok", "duplicate" (a resubmission answered from the command
 //     log), and the refusals that are ordinary business answers to the
@@ -133,42 +133,21 @@ func Timeout(d time.Duration) Middleware {
 	}
 }
 
-// RetryPolicy configures Retry. Zero fields take DefaultRetryPolicy's values.
-type RetryPolicy struct {
-	// MaxAttempts counts the first attempt: 1 never retries.
-	MaxAttempts int
-	// BaseDelay caps the wait before the first retry; the cap doubles with
-	// each retry, up to MaxDelay.
-	BaseDelay time.Duration
-	// MaxDelay caps every wait.
-	MaxDelay time.Duration
-	// OnRetry, when set, is called before each retry with the command, the
-	// number of the attempt that failed (1-based) and its conflict: a hook
-	// for metrics. It must not block.
-	OnRetry func(ctx context.Context, env Envelope, attempt int, err error)
-}
-
-// DefaultRetryPolicy is the Retry policy of the default chain.
-var DefaultRetryPolicy = RetryPolicy{MaxAttempts: 5, BaseDelay: 10 * time.Millisecond, MaxDelay: time.Second}
-
 // Retry re-runs the rest of the chain when it fails with an error matching
 // eventstore.ErrConcurrency: the handler reloads the aggregate and decides
-// again against the newer state. It waits between attempts with exponential
-// back-off and full jitter (a uniformly random wait between zero and
-// min(MaxDelay, BaseDelay·2ⁿ) before retry n+1), so that competing writers
-// spread out. It never retries any other error. When attempts run out it
-// returns the last conflict, wrapped; when the context ends while waiting it
-// returns an error matching both the context's error and the conflict.
-func Retry(p RetryPolicy) Middleware {
-	if p.MaxAttempts <= 0 {
-		p.MaxAttempts = DefaultRetryPolicy.MaxAttempts
-	}
-	if p.BaseDelay <= 0 {
-		p.BaseDelay = DefaultRetryPolicy.BaseDelay
-	}
-	if p.MaxDelay <= 0 {
-		p.MaxDelay = max(DefaultRetryPolicy.MaxDelay, p.BaseDelay)
-	}
+// again against the newer state. Zero fields of p take DefaultRetry's. It
+// waits p.Delay(n) after failed attempt n (exponential back-off with
+// jitter, see retry.Policy), so that competing writers spread out. It never
+// retries any other error. When attempts run out it returns the last
+// conflict, wrapped; when the context ends while waiting it returns an
+// error matching both the context's error and the conflict.
+func Retry(p retry.Policy) Middleware { return retryWith(p, nil) }
+
+// retryWith is Retry calling onRetry, when set, before each retry with
+// the command, the number of the attempt that failed (1-based) and its
+// conflict: Metrics counts retries with it.
+func retryWith(p retry.Policy, onRetry func(ctx context.Context, env Envelope, attempt int, err error)) Middleware {
+	p = p.WithDefaults(DefaultRetry)
 	return func(next Handler) Handler {
 		return func(ctx context.Context, env Envelope) (Result, error) {
 			for attempt := 1; ; attempt++ {
@@ -185,27 +164,13 @@ func Retry(p RetryPolicy) Middleware {
 				if ctx.Err() != nil {
 					return res, fmt.Errorf("command: %w while retrying after %w", context.Cause(ctx), err)
 				}
-				if p.OnRetry != nil {
-					p.OnRetry(ctx, env, attempt, err)
+				if onRetry != nil {
+					onRetry(ctx, env, attempt, err)
 				}
-				t := time.NewTimer(p.backoff(attempt))
-				select {
-				case <-ctx.Done():
-					t.Stop()
+				if retry.Sleep(ctx, p.Delay(attempt)) != nil {
 					return res, fmt.Errorf("command: %w while retrying after %w", context.Cause(ctx), err)
-				case <-t.C:
 				}
 			}
 		}
 	}
-}
-
-// backoff is the full-jitter wait after the given failed attempt (1-based).
-func (p RetryPolicy) backoff(attempt int) time.Duration {
-	ceiling := p.BaseDelay
-	for i := 1; i < attempt && ceiling < p.MaxDelay; i++ {
-		ceiling *= 2
-	}
-	ceiling = min(ceiling, p.MaxDelay)
-	return rand.N(ceiling + 1)
 }

@@ -102,12 +102,12 @@ func TestLoggingLevelsAndOutcomes(t *testing.T) {
 // exist, a domain refusal and a validation failure are Info records; the
 // handler's own failure is the one Error.
 func TestDispatcherLogsRefusalsAtInfo(t *testing.T) {
-	store := memory.New()
+	store := memory.New(memory.Config{})
 	reg := eventstore.NewRegistry()
 	eventstore.MustRegister[TabOpened](reg, "TabOpened")
-	tabs := aggregate.NewRepository(store, reg, "tab", func() *tab { return &tab{} })
+	tabs := aggregate.NewRepository(store, reg, "tab", func() *tab { return &tab{} }, aggregate.Config{})
 	logs := &capture{}
-	d := command.NewDispatcher(store, command.WithLogger(slog.New(logs)), command.WithRetry(fastRetry))
+	d := command.NewDispatcher(store, command.Config{Logger: slog.New(logs), Retry: fastRetry})
 	command.MustRegister(d, func(ctx context.Context, cmd OpenTab) (eventstore.AppendResult, error) {
 		if cmd.Table < 0 {
 			return eventstore.AppendResult{}, errors.New("the printer is on fire")

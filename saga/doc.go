@@ -55,4 +55,13 @@
 // Sagas and reactors are registered with side effects
 // (projection.WithSideEffects): they cannot be rebuilt or reset, since
 // replaying the log would repeat what they did.
+//
+// # Testing a saga
+//
+// Package saga/sagatest runs a Definition's handlers with no database and
+// no real time: given these events (and timeouts, rejections, sends held
+// back), when this event or deadline, then these commands sent, these
+// compensations, these deadlines, this status and state. Its clock is the
+// Context's Now; a Deadline's timer starts when its command is sent, as it
+// does under the relay.
 package saga

@@ -78,7 +78,7 @@ func TestSagaSendLongerThanItsLeaseIsNotSentTwice(t *testing.T) {
 	name := uniqueName("steps")
 	release := make(chan struct{})
 	var running atomic.Int64
-	e.disp = e.newDispatcher(command.WithMiddleware(holdDoSteps(release, &running)))
+	e.disp = e.newDispatcher(holdDoSteps(release, &running))
 	// Two relays, a lease of 600 ms, and a DoStep that takes 2 s: only the
 	// renewal keeps the other relay from claiming it meanwhile.
 	cfg := saga.Config{Lease: 600 * time.Millisecond, Poll: 50 * time.Millisecond}
@@ -136,7 +136,7 @@ func TestSagaCompensationWithdrawsCommandsNotSentYet(t *testing.T) {
 	name := uniqueName("cancel")
 	release := make(chan struct{})
 	var running atomic.Int64
-	e.disp = e.newDispatcher(command.WithMiddleware(holdDoSteps(release, &running)))
+	e.disp = e.newDispatcher(holdDoSteps(release, &running))
 	// One command at a time: DoStep 1 is being sent (and held), 2..4 wait.
 	e.start(saga.Config{Concurrency: 1}, func(m *saga.Manager) { m.MustRegister(e.cancellableSaga(name)) })
 	e.dispatch(Start{JobID: "w", Steps: 4})
@@ -187,7 +187,7 @@ func TestSagaDeadlineCountsFromTheSend(t *testing.T) {
 			return next(ctx, env)
 		}
 	}
-	e.disp = e.newDispatcher(command.WithMiddleware(hold))
+	e.disp = e.newDispatcher(hold)
 	d := saga.New[jobState](name, e.registry)
 	saga.StartOn(d, func(s Started) string { return s.JobID }, func(c *saga.Context[jobState], s Started) error {
 		c.Send(DoStep{JobID: s.JobID, N: 1}, saga.Deadline("answer", 300*time.Millisecond))
@@ -242,7 +242,7 @@ func TestSagaBacklogPastItsBoundRefusesNewWork(t *testing.T) {
 	name := uniqueName("steps")
 	release := make(chan struct{})
 	var running atomic.Int64
-	e.disp = e.newDispatcher(command.WithMiddleware(holdDoSteps(release, &running)))
+	e.disp = e.newDispatcher(holdDoSteps(release, &running))
 	r := e.start(saga.Config{Concurrency: 1, Poll: 50 * time.Millisecond, BacklogMaxAge: 300 * time.Millisecond, BacklogRetryAfter: 2 * time.Second},
 		func(m *saga.Manager) { m.MustRegister(e.stepsSaga(name)) })
 	require.NoError(t, r.sagas.Admit(context.Background()))

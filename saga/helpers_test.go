@@ -107,10 +107,11 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-// newDispatcher returns a dispatcher with the test domain's handlers.
-func (e *env) newDispatcher(opts ...command.Option) *command.Dispatcher {
-	d := command.NewDispatcher(e.store, append([]command.Option{command.WithLogger(quietLog),
-		command.WithRetry(command.RetryPolicy{MaxAttempts: 5, BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond})}, opts...)...)
+// newDispatcher returns a dispatcher with the test domain's handlers and
+// mws added to its default chain.
+func (e *env) newDispatcher(mws ...command.Middleware) *command.Dispatcher {
+	d := command.NewDispatcher(e.store, command.Config{Logger: quietLog, Middleware: mws,
+		Retry: retry.Policy{MaxAttempts: 5, BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond}})
 	command.MustRegister(d, func(ctx context.Context, c Start) (eventstore.AppendResult, error) {
 		return e.append(ctx, c.JobID, Started(c))
 	})

@@ -64,7 +64,7 @@ func TestSagaCommandSentAgainAfterALostAnswerIsHandledOnce(t *testing.T) {
 			return res, err
 		}
 	}
-	e.disp = e.newDispatcher(command.WithMiddleware(lose))
+	e.disp = e.newDispatcher(lose)
 	e.start(saga.Config{}, func(m *saga.Manager) { m.MustRegister(e.stepsSaga(name)) })
 
 	e.dispatch(Start{JobID: "j", Steps: 3})

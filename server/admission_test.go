@@ -16,14 +16,14 @@ func TestCommandRefusedByAdmissionIs503WithRetryAfterAndWritesNothing(t *testing
 	e := newEnv(t, envOptions{})
 	var full atomic.Bool
 	full.Store(true)
-	srv, err := server.New(server.Config{Logger: quiet},
-		server.WithDispatcher(e.d), withHealth(e.store), server.WithMetrics(server.NewMetrics()),
-		server.WithAdmission(func(context.Context) error {
+	srv, err := server.New(server.Config{Logger: quiet,
+		Dispatcher: e.d, Health: withHealth(e.store),
+		Admission: func(context.Context) error {
 			if full.Load() {
 				return &command.OverloadedError{Reason: "the saga backlog is past its bound", RetryAfter: 2500 * time.Millisecond}
 			}
 			return nil
-		}))
+		}})
 	require.NoError(t, err)
 	server.MustCommand[PlaceOrder](srv, "/orders")
 	e.srv = srv

@@ -93,7 +93,7 @@ func TestRouteMountingChecksItsInputs(t *testing.T) {
 	srv := e.newServer(t, server.Config{}, nil)
 	type unregistered struct{}
 	require.ErrorIs(t, server.Query[unregistered, string](srv, "/u"), query.ErrUnknownQuery)
-	noManager, err := server.New(server.Config{}, server.WithQueryBus(e.bus))
+	noManager, err := server.New(server.Config{QueryBus: e.bus})
 	require.NoError(t, err)
 	require.Error(t, server.Query[GetOrder, Order](noManager, "/g"), "projections without a manager")
 	require.NoError(t, server.Query[OrderEvents, []string](noManager, "/e"), "no projections, no manager needed")

@@ -251,7 +251,7 @@ func (m *benchReadModel) frameworkServer(b *testing.B) string {
 	query.MustRegister(bus, query.HandlerFunc[BenchListItems, query.Page[benchItem]](func(ctx context.Context, q BenchListItems) (query.Page[benchItem], error) {
 		return query.List(ctx, m.pool, benchListing, m.base, q.Req, scanBenchItem)
 	}))
-	srv, err := server.New(server.Config{Logger: benchLog}, server.WithQueryBus(bus))
+	srv, err := server.New(server.Config{Logger: benchLog, QueryBus: bus})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -673,12 +673,13 @@ func BenchmarkHTTPCommand(b *testing.B) {
 	b.Cleanup(store.Close)
 	reg := eventstore.NewRegistry()
 	eventstore.MustRegister[benchAccountOpened](reg, "AccountOpened")
-	accounts := aggregate.NewRepository(store, reg, "account", func() *benchAccount { return &benchAccount{} })
-	metrics := server.NewMetrics()
-	d := command.NewDispatcher(store,
-		command.WithLogger(benchLog),
-		command.WithMiddleware(metrics.CommandMiddleware()),
-		command.WithRetry(metrics.RetryPolicy(command.DefaultRetryPolicy)))
+	accounts := aggregate.NewRepository(store, reg, "account", func() *benchAccount { return &benchAccount{} }, aggregate.Config{})
+	metrics := server.NewRegistry()
+	commandMetrics := command.NewMetrics(command.MetricsConfig{Reason: server.FailureReason})
+	if err := commandMetrics.Register(metrics); err != nil {
+		b.Fatal(err)
+	}
+	d := command.NewDispatcher(store, command.Config{Logger: benchLog, Metrics: commandMetrics})
 	command.MustRegister(d, func(ctx context.Context, c BenchOpenAccount) (eventstore.AppendResult, error) {
 		a, err := accounts.Load(ctx, c.AccountID)
 		switch {
@@ -692,7 +693,7 @@ func BenchmarkHTTPCommand(b *testing.B) {
 		aggregate.Record(a, benchAccountOpened{Owner: c.Owner})
 		return accounts.Save(ctx, a)
 	})
-	srv, err := server.New(server.Config{Logger: benchLog}, server.WithDispatcher(d), withHealth(store), server.WithMetrics(metrics))
+	srv, err := server.New(server.Config{Logger: benchLog, Dispatcher: d, Health: withHealth(store), Metrics: metrics})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -737,7 +738,7 @@ func BenchmarkQueryRouteOverhead(b *testing.B) {
 		it.ID = q.ID
 		return it, nil
 	}))
-	srv, err := server.New(server.Config{Logger: benchLog}, server.WithQueryBus(bus))
+	srv, err := server.New(server.Config{Logger: benchLog, QueryBus: bus})
 	if err != nil {
 		b.Fatal(err)
 	}

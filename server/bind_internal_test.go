@@ -33,7 +33,7 @@ func TestBindingNamesTheBadParameter(t *testing.T) {
 	bus := query.NewBus()
 	query.MustRegister(bus, query.HandlerFunc[bindItem, bindItem](func(_ context.Context, q bindItem) (bindItem, error) { return q, nil }))
 	// The dispatcher is never reached: binding fails first.
-	s, err := New(Config{Logger: slog.New(slog.DiscardHandler)}, WithQueryBus(bus), WithDispatcher(command.NewDispatcher(nil)))
+	s, err := New(Config{Logger: slog.New(slog.DiscardHandler), QueryBus: bus, Dispatcher: command.NewDispatcher(nil, command.Config{})})
 	require.NoError(t, err)
 	MustQuery[bindItem, bindItem](s, "/items/:id")
 	MustCommand[bindDeposit](s, "/accounts/:n/deposit")

@@ -17,7 +17,7 @@ import (
 // errorClass is one row of errorClasses: the errors it matches and what
 // they become, as an HTTP answer (status and problem type; the title goes
 // with the type, see problemTitles) and as the reason label of
-// MetricCommandsFailed.
+// command.MetricFailed (FailureReason).
 type errorClass struct {
 	match  func(error) bool
 	status int
@@ -98,8 +98,14 @@ func is(targets ...error) func(error) bool {
 	}
 }
 
-// failureReason is the reason label of MetricCommandsFailed for err.
-func failureReason(err error) string { return classify(err).reason }
+// FailureReason is the class of err's problem as one word: the reason
+// label of command.MetricFailed for a service behind this server (pass it
+// as command.MetricsConfig.Reason), so that a command's failure is counted
+// under the class its route answers with. The words are invalid,
+// rejected, conflict, idempotency_key_reused, not_found, unknown_command,
+// overloaded, unavailable (the database, as pgerr.Transient tells it, or
+// a missing read model), canceled and error.
+func FailureReason(err error) string { return classify(err).reason }
 
 // classified is the problem of err by its row of errorClasses. A 503 gets
 // a Retry-After: an overload refusal's own, else the server's.

@@ -65,7 +65,7 @@ func TestErrorClasses(t *testing.T) {
 			require.Equal(t, tc.status, p.Status)
 			require.Equal(t, tc.typ, p.Type)
 			require.Equal(t, problemTitles[tc.typ], p.Title)
-			require.Equal(t, tc.reason, failureReason(tc.err))
+			require.Equal(t, tc.reason, FailureReason(tc.err))
 			require.True(t, p.Err == tc.err, "the problem wraps the error itself")
 			if tc.detail != "" {
 				require.Equal(t, tc.detail, p.Detail)

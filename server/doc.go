@@ -5,18 +5,24 @@
 // RFC 9457 problem responses, and the operations endpoints /healthz,
 // /readyz and /metrics.
 //
-//	metrics := server.NewMetrics()
-//	d := command.NewDispatcher(store,
-//		command.WithMiddleware(metrics.CommandMiddleware()),
-//		command.WithRetry(metrics.RetryPolicy(command.DefaultRetryPolicy)))
+//	// One registry for every subsystem's metrics, served at /metrics.
+//	registry := server.NewRegistry()
+//	commandMetrics := command.NewMetrics(command.MetricsConfig{Reason: server.FailureReason})
+//	_ = commandMetrics.Register(registry)
+//	_ = manager.RegisterMetrics(registry)
+//	d := command.NewDispatcher(store, command.Config{Metrics: commandMetrics})
 //	command.MustRegister(d, placeOrder)
 //	bus := query.NewBus()
 //	query.MustRegister(bus, query.HandlerFunc[GetOrder, Order](getOrder), query.ReadsFrom("orders"))
 //
-//	srv, err := server.New(server.Config{Addr: ":8080"},
-//		server.WithDispatcher(d), server.WithQueryBus(bus),
-//		server.WithProjections(manager), server.WithStore(store),
-//		server.WithMetrics(metrics))
+//	srv, err := server.New(server.Config{
+//		Addr:        ":8080",
+//		Dispatcher:  d,
+//		QueryBus:    bus,
+//		Projections: manager,
+//		Health:      server.HealthConfig{DB: manager.DB(), Migrations: app.Migrations()},
+//		Metrics:     registry,
+//	})
 //	server.MustCommandWithResponse(srv, "/orders",
 //		func(c PlaceOrder, r command.Result) map[string]any {
 //			return map[string]any{"order_id": c.OrderID, "command_id": r.CommandID, "position": r.Position}
@@ -31,6 +37,9 @@
 //	err = srv.Run(ctx)
 //	stop()
 //	err = errors.Join(err, <-projections)
+//
+// Like every Cairn constructor, New takes a Config whose zero value is
+// usable; per-route variations are functional options (RouteOption).
 //
 // # Read your writes
 //

@@ -16,6 +16,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/app"
@@ -52,7 +53,7 @@ type env struct {
 	mgr     *projection.Manager
 	d       *command.Dispatcher
 	bus     *query.Bus
-	metrics *server.Metrics
+	metrics *prometheus.Registry
 	srv     *server.Server
 	ts      *httptest.Server
 	model   string
@@ -84,11 +85,17 @@ func newEnv(t testing.TB, o envOptions) *env {
 	e.mgr.MustRegister(&ordersProjection{name: e.model})
 	t.Cleanup(e.mgr.Close)
 
-	e.metrics = server.NewMetrics()
-	e.d = command.NewDispatcher(store,
-		command.WithLogger(nil),
-		command.WithMiddleware(e.metrics.CommandMiddleware()),
-		command.WithRetry(e.metrics.RetryPolicy(command.RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond})))
+	// Metrics as app wires them: one registry, the command metrics
+	// counting failures by the server's classes.
+	e.metrics = server.NewRegistry()
+	commandMetrics := command.NewMetrics(command.MetricsConfig{Reason: server.FailureReason})
+	require.NoError(t, commandMetrics.Register(e.metrics))
+	require.NoError(t, e.mgr.RegisterMetrics(e.metrics))
+	e.d = command.NewDispatcher(store, command.Config{
+		NoLogging: true,
+		Metrics:   commandMetrics,
+		Retry:     retry.Policy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond},
+	})
 	registerCommands(e.d, store)
 	registerFuzzCommand(e.d)
 	e.bus = query.NewBus()
@@ -117,12 +124,13 @@ func newEnv(t testing.TB, o envOptions) *env {
 
 // withHealth makes /readyz check store's database and every migration set
 // of a Cairn service.
-func withHealth(store *postgres.Store) server.Option {
-	return server.WithHealth(pgtest.DB(store), app.Migrations()...)
+func withHealth(store *postgres.Store) server.HealthConfig {
+	return server.HealthConfig{DB: pgtest.DB(store), Migrations: app.Migrations()}
 }
 
-// newServer builds a server on the env's dependencies with the test routes.
-func (e *env) newServer(t testing.TB, cfg server.Config, metrics *server.Metrics) *server.Server {
+// newServer builds a server on the env's dependencies with the test routes;
+// a nil metrics registry leaves the server its own.
+func (e *env) newServer(t testing.TB, cfg server.Config, metrics *prometheus.Registry) *server.Server {
 	t.Helper()
 	cfg.Logger = quiet
 	if cfg.MaxWait == 0 {
@@ -130,12 +138,9 @@ func (e *env) newServer(t testing.TB, cfg server.Config, metrics *server.Metrics
 		// other tests' transactions.
 		cfg.MaxWait = 20 * time.Second
 	}
-	if metrics == nil {
-		metrics = server.NewMetrics()
-	}
-	srv, err := server.New(cfg,
-		server.WithDispatcher(e.d), server.WithQueryBus(e.bus), server.WithProjections(e.mgr),
-		withHealth(e.store), server.WithMetrics(metrics))
+	cfg.Dispatcher, cfg.QueryBus, cfg.Projections = e.d, e.bus, e.mgr
+	cfg.Health, cfg.Metrics = withHealth(e.store), metrics
+	srv, err := server.New(cfg)
 	require.NoError(t, err)
 	server.MustCommandWithResponse(srv, "/orders", func(c PlaceOrder, r command.Result) map[string]any {
 		return map[string]any{"order_id": c.OrderID, "command_id": r.CommandID, "position": r.Position}

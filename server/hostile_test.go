@@ -86,7 +86,7 @@ func TestQueryDataExceptionIsBadRequest(t *testing.T) {
 		err := e.pool.QueryRow(ctx, "SELECT $1::date::text", q.Day).Scan(&out)
 		return out, err
 	}))
-	srv, err := server.New(server.Config{Logger: quiet}, server.WithQueryBus(e.bus))
+	srv, err := server.New(server.Config{Logger: quiet, QueryBus: e.bus})
 	require.NoError(t, err)
 	server.MustQuery[DayQuery, string](srv, "/day")
 	get := func(day string) response {

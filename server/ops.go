@@ -81,8 +81,8 @@ type ProjectionHealth struct {
 }
 
 // Readiness checks what /readyz reports: the database answers (with
-// WithHealth), its schema is fully migrated, and every registered projection
-// (with WithProjections) is not failed and lags by at most
+// Config.Health), its schema is fully migrated, and every registered
+// projection (with Config.Projections) is not failed and lags by at most
 // Config.ReadyMaxLag events. A paused projection is ready while its lag
 // allows. While the server shuts down it is not ready.
 func (s *Server) Readiness(ctx context.Context) ReadinessReport {
@@ -150,7 +150,7 @@ func (s *Server) Readiness(ctx context.Context) ReadinessReport {
 	return rep
 }
 
-// health is the database /readyz checks (WithHealth).
+// health is the database /readyz checks (Config.Health).
 type health struct {
 	db   pgdb.DB
 	sets []migrations.Set

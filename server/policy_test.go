@@ -32,8 +32,8 @@ func bigReads(_ context.Context, p server.Principal, _ GetOrder, o Order) error 
 // policyServer serves the env's dependencies with policed routes.
 func (e *env) policyServer(t *testing.T, auth server.AuthConfig) *server.Server {
 	t.Helper()
-	srv, err := server.New(server.Config{Auth: auth, Logger: quiet, MaxWait: 20 * time.Second},
-		server.WithDispatcher(e.d), server.WithQueryBus(e.bus), server.WithProjections(e.mgr), withHealth(e.store))
+	srv, err := server.New(server.Config{Auth: auth, Logger: quiet, MaxWait: 20 * time.Second,
+		Dispatcher: e.d, QueryBus: e.bus, Projections: e.mgr, Health: withHealth(e.store)})
 	require.NoError(t, err)
 	require.NoError(t, server.Command[PlaceOrder](srv, "/orders", server.WithPolicy(bigOrders)))
 	require.NoError(t, server.Query[GetOrder, Order](srv, "/orders/:id", server.WithResultPolicy(bigReads)))

@@ -83,14 +83,14 @@ func (s *Server) withAuth(r *routeConfig, h echo.HandlerFunc) echo.HandlerFunc {
 // Anonymous says otherwise.
 func Query[Q, R any](s *Server, path string, opts ...RouteOption) error {
 	if s.bus == nil {
-		return errors.New("server: Query needs a query bus (WithQueryBus)")
+		return errors.New("server: Query needs a query bus (Config.QueryBus)")
 	}
 	projections, err := query.Projections[Q](s.bus)
 	if err != nil {
 		return fmt.Errorf("server: route GET %s: %w", path, err)
 	}
 	if len(projections) > 0 && s.manager == nil {
-		return fmt.Errorf("server: route GET %s reads from projections %v: it needs a projection manager (WithProjections)", path, projections)
+		return fmt.Errorf("server: route GET %s reads from projections %v: it needs a projection manager (Config.Projections)", path, projections)
 	}
 	for _, name := range projections {
 		if _, err := s.manager.Projector(name); err != nil {
@@ -224,7 +224,7 @@ func defaultResponse[C any](_ C, res command.Result) CommandResponse {
 //	server.CommandWithResponse(srv, "/orders", func(cmd PlaceOrder, res command.Result) PlaceOrderResponse { ... })
 func CommandWithResponse[C, R any](s *Server, path string, respond func(cmd C, res command.Result) R, opts ...RouteOption) error {
 	if s.dispatcher == nil {
-		return errors.New("server: Command needs a dispatcher (WithDispatcher)")
+		return errors.New("server: Command needs a dispatcher (Config.Dispatcher)")
 	}
 	if t := reflect.TypeFor[C](); t.Kind() == reflect.Interface {
 		return fmt.Errorf("server: route POST %s: command type %s is an interface", path, t)

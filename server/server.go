@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cairn-es/cairn/command"
 	"github.com/cairn-es/cairn/migrations"
@@ -102,13 +103,51 @@ type Config struct {
 	// ReadyMaxLag is the largest projection lag, in events, with which
 	// /readyz still reports ready (10,000).
 	ReadyMaxLag int64
-	// CheckTimeout bounds the database work of one /readyz check and of
-	// one scrape of the projection metrics (2s).
+	// CheckTimeout bounds the database work of one /readyz check (2s).
 	CheckTimeout time.Duration
 	// Logger receives the access log (one line per request: Info, Debug for
 	// the ops endpoints), the real errors behind 5xx responses (Error) and
 	// the server's life cycle; slog.Default() when nil.
 	Logger *slog.Logger
+
+	// The parts below are the server's dependencies; each zero value
+	// leaves that part out.
+
+	// Dispatcher handles the commands of command routes. Nil: mounting a
+	// command route fails.
+	Dispatcher *command.Dispatcher
+	// Admission, when set, is asked before every command route
+	// dispatches a command: an error refuses it before anything is
+	// appended (a *command.OverloadedError becomes a 503 with its
+	// Retry-After). app passes the saga manager's Admit, which refuses
+	// while the saga backlog is past its bound.
+	Admission func(context.Context) error
+	// QueryBus holds the handlers query routes call. Nil: mounting a
+	// query route fails.
+	QueryBus *query.Bus
+	// Projections is the projection manager that read-your-writes waits
+	// and /readyz consult. The server does not run it: the caller runs
+	// Manager.Run on the same context as Run (see Run). Nil: /readyz
+	// reports no projections, and a query route whose handler reads
+	// projections fails to mount.
+	Projections *projection.Manager
+	// Health is the database /readyz checks. Zero (no pool): /readyz
+	// checks no database.
+	Health HealthConfig
+	// Metrics is the registry served at MetricsPath, into which the
+	// server registers its own HTTP metrics (MetricHTTPRequestDuration,
+	// MetricHTTPInFlight, MetricReadYourWritesWait). Give it the
+	// application's registry, holding the command, projection and saga
+	// metrics and the runtime collectors it wants (NewRegistry). Nil: a
+	// registry of the server's own, NewRegistry's.
+	Metrics *prometheus.Registry
+}
+
+// HealthConfig is the database /readyz checks: it pings DB and requires
+// Migrations applied in DB's schema.
+type HealthConfig struct {
+	DB         pgdb.DB
+	Migrations []migrations.Set
 }
 
 func (c *Config) defaults() error {
@@ -131,6 +170,9 @@ func (c *Config) defaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Metrics == nil {
+		c.Metrics = NewRegistry()
+	}
 	if c.MaxWait >= c.WriteTimeout {
 		return fmt.Errorf("server: MaxWait (%s) must be shorter than WriteTimeout (%s)", c.MaxWait, c.WriteTimeout)
 	}
@@ -146,40 +188,6 @@ func setDefault[T comparable](v *T, def T) {
 		*v = def
 	}
 }
-
-// Option supplies a dependency of a Server.
-type Option func(*Server)
-
-// WithDispatcher sets the dispatcher of command routes.
-func WithDispatcher(d *command.Dispatcher) Option { return func(s *Server) { s.dispatcher = d } }
-
-// WithAdmission makes every command route ask admit before dispatching a
-// command: an error refuses it before anything is appended (a
-// *command.OverloadedError becomes a 503 with its Retry-After). app passes
-// the saga manager's Admit, which refuses while the saga backlog is past
-// its bound.
-func WithAdmission(admit func(context.Context) error) Option {
-	return func(s *Server) { s.admit = admit }
-}
-
-// WithQueryBus sets the bus whose handlers query routes call.
-func WithQueryBus(b *query.Bus) Option { return func(s *Server) { s.bus = b } }
-
-// WithProjections sets the projection manager: read-your-writes waits,
-// projection readiness and projection metrics use it. The server does not
-// run it: the caller runs Manager.Run on the same context as Run (see Run).
-func WithProjections(m *projection.Manager) Option { return func(s *Server) { s.manager = m } }
-
-// WithHealth sets the database /readyz pings and the migration sets it
-// requires applied in the handle's schema.
-func WithHealth(db pgdb.DB, sets ...migrations.Set) Option {
-	return func(s *Server) { s.health = &health{db: db, sets: sets} }
-}
-
-// WithMetrics sets the metrics the server records into and serves. Create
-// them before the dispatcher, so that the dispatcher can record commands
-// into them too (see Metrics). Without it the server makes its own.
-func WithMetrics(m *Metrics) Option { return func(s *Server) { s.metrics = m } }
 
 // Server is Cairn's HTTP side: command routes (POST, through the command
 // dispatcher), query routes (GET, through the query bus, with
@@ -197,7 +205,7 @@ type Server struct {
 	bus        *query.Bus
 	manager    *projection.Manager
 	health     *health
-	metrics    *Metrics
+	metrics    *httpMetrics
 
 	mu sync.Mutex // serializes writers of paths
 	// paths maps the path template of every mounted route and operations
@@ -213,27 +221,25 @@ type Server struct {
 // New returns a server with the operations endpoints mounted; mount the
 // application's routes with Query and Command. It fails on an invalid
 // configuration (for example a JWT public key of an unsupported type).
-func New(cfg Config, opts ...Option) (*Server, error) {
+func New(cfg Config) (*Server, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, unmatched: &routeInfo{label: "unmatched"}}
-	s.paths.Store(&map[string]*routeInfo{})
-	for _, o := range opts {
-		o(s)
+	s := &Server{
+		cfg: cfg, log: cfg.Logger, unmatched: &routeInfo{label: "unmatched"},
+		dispatcher: cfg.Dispatcher, admit: cfg.Admission, bus: cfg.QueryBus, manager: cfg.Projections,
 	}
+	if cfg.Health.DB.Pool != nil {
+		s.health = &health{db: cfg.Health.DB, sets: cfg.Health.Migrations}
+	}
+	s.paths.Store(&map[string]*routeInfo{})
 	auth, err := newAuthenticator(cfg.Auth)
 	if err != nil {
 		return nil, err
 	}
 	s.auth = auth
-	if s.metrics == nil {
-		s.metrics = NewMetrics()
-	}
-	if s.manager != nil {
-		if err := s.metrics.reg.Register(newProjectionCollector(s.manager, cfg.CheckTimeout, s.log)); err != nil {
-			return nil, fmt.Errorf("server: registering projection metrics: %w", err)
-		}
+	if s.metrics, err = newHTTPMetrics(cfg.Metrics); err != nil {
+		return nil, err
 	}
 
 	e := echo.New()
@@ -269,9 +275,6 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 // the application's own. Routes added there bypass the server's
 // authentication unless they use it explicitly.
 func (s *Server) Echo() *echo.Echo { return s.echo }
-
-// Metrics returns the metrics the server records into and serves.
-func (s *Server) Metrics() *Metrics { return s.metrics }
 
 // ServeHTTP serves one request: the server is an http.Handler, for
 // httptest or another server.

@@ -13,6 +13,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cairn-es/cairn/command"
 	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/projection"
 	"github.com/cairn-es/cairn/server"
@@ -312,22 +313,22 @@ func TestCommandsAndReadYourWrites(t *testing.T) {
 		server.MetricHTTPInFlight,
 		server.MetricReadYourWritesWait + `_count{outcome="reached",route="/orders/:id"}`,
 		server.MetricReadYourWritesWait + `_count{outcome="timeout",route="/slow-orders/:id"} 1`,
-		server.MetricCommandsHandled + `{command="PlaceOrder",outcome="ok"} 2`,
-		server.MetricCommandsHandled + `{command="PlaceOrder",outcome="duplicate"} 1`,
-		server.MetricCommandsFailed + `{command="PlaceOrder",reason="idempotency_key_reused"} 1`,
-		server.MetricCommandsFailed + `{command="PlaceOrder",reason="rejected"} 1`,
-		server.MetricCommandsFailed + `{command="AmendOrder",reason="conflict"} 1`,
-		server.MetricCommandDuration + `_count{command="CancelOrder"} 1`,
-		server.MetricCommandRetries + `{command="AmendOrder"} 2`,
-		server.MetricEventsAppended + `{command="PlaceOrder"} 2`,
-		server.MetricEventsAppended + `{command="AmendOrder"} 1`,
-		server.MetricProjectionUp + " 1",
-		server.MetricProjectionCheckpoint + `{projection="` + e.model + `"}`,
-		server.MetricProjectionLag + `{projection="` + e.model + `"}`,
-		server.MetricProjectionDeadLetters + `{projection="` + e.model + `"} 0`,
-		server.MetricProjectionEventsApplied + `{projection="` + e.model + `"}`,
-		server.MetricProjectionState + `{projection="` + e.model + `",state="running"} 1`,
-		server.MetricProjectionSinceLastApplied,
+		command.MetricHandled + `{command="PlaceOrder",outcome="ok"} 2`,
+		command.MetricHandled + `{command="PlaceOrder",outcome="duplicate"} 1`,
+		command.MetricFailed + `{command="PlaceOrder",reason="idempotency_key_reused"} 1`,
+		command.MetricFailed + `{command="PlaceOrder",reason="rejected"} 1`,
+		command.MetricFailed + `{command="AmendOrder",reason="conflict"} 1`,
+		command.MetricDuration + `_count{command="CancelOrder"} 1`,
+		command.MetricRetries + `{command="AmendOrder"} 2`,
+		command.MetricEventsAppended + `{command="PlaceOrder"} 2`,
+		command.MetricEventsAppended + `{command="AmendOrder"} 1`,
+		projection.MetricStatusUp + " 1",
+		projection.MetricCheckpoint + `{projection="` + e.model + `"}`,
+		projection.MetricLag + `{projection="` + e.model + `"}`,
+		projection.MetricDeadLetters + `{projection="` + e.model + `"} 0`,
+		projection.MetricEventsApplied + `{projection="` + e.model + `"}`,
+		projection.MetricState + `{projection="` + e.model + `",state="running"} 1`,
+		projection.MetricSinceLastApplied,
 		"go_goroutines",
 	} {
 		require.Contains(t, text, want)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/command"
@@ -49,7 +50,7 @@ type faultEnv struct {
 	proxy   *pgerrtest.Proxy
 	pool    *pgxpool.Pool // the server's, through the proxy
 	store   *postgres.Store
-	metrics *server.Metrics
+	metrics *prometheus.Registry
 	srv     *server.Server
 	admit   func(context.Context) error
 	log     *syncBuffer // the server's log: the errors behind its 503s
@@ -94,8 +95,10 @@ func newFaultEnv(t *testing.T) *faultEnv {
 	require.NoError(t, err)
 	t.Cleanup(e.store.Close)
 
-	e.metrics = server.NewMetrics()
-	d := command.NewDispatcher(e.store, command.WithLogger(nil), command.WithMiddleware(e.metrics.CommandMiddleware()))
+	e.metrics = server.NewRegistry()
+	commandMetrics := command.NewMetrics(command.MetricsConfig{Reason: server.FailureReason})
+	require.NoError(t, commandMetrics.Register(e.metrics))
+	d := command.NewDispatcher(e.store, command.Config{NoLogging: true, Metrics: commandMetrics})
 	registerCommands(d, e.store)
 	command.MustRegister(d, func(_ context.Context, c BusyCommand) (eventstore.AppendResult, error) {
 		return eventstore.AppendResult{}, fmt.Errorf("handling: %w",
@@ -115,14 +118,14 @@ func newFaultEnv(t *testing.T) *faultEnv {
 	}))
 
 	logger := slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	e.srv, err = server.New(server.Config{Logger: logger},
-		server.WithDispatcher(d), server.WithQueryBus(bus), withHealth(e.store), server.WithMetrics(e.metrics),
-		server.WithAdmission(func(ctx context.Context) error {
+	e.srv, err = server.New(server.Config{Logger: logger,
+		Dispatcher: d, QueryBus: bus, Health: withHealth(e.store), Metrics: e.metrics,
+		Admission: func(ctx context.Context) error {
 			if e.admit != nil {
 				return e.admit(ctx)
 			}
 			return nil
-		}))
+		}})
 	require.NoError(t, err)
 	server.MustCommand[PlaceOrder](e.srv, "/orders")
 	server.MustCommand[BusyCommand](e.srv, "/busy")

@@ -12,7 +12,7 @@ import (
 
 func Example() {
 	ctx := context.Background()
-	store := memory.New()
+	store := memory.New(memory.Config{})
 
 	// Open a stream: NoStream makes the append fail if it already exists.
 	res, err := store.Append(ctx, "order-42", eventstore.NoStream, []eventstore.Event{
@@ -57,7 +57,7 @@ func Example() {
 
 func ExampleStore_ReadLog() {
 	ctx := context.Background()
-	store := memory.New()
+	store := memory.New(memory.Config{})
 	for _, stream := range []string{"order-1", "customer-7", "order-2"} {
 		if _, err := store.Append(ctx, stream, eventstore.Any, []eventstore.Event{{Type: "Created"}}); err != nil {
 			panic(err)
@@ -86,7 +86,7 @@ func ExampleStore_ReadLog() {
 
 func ExampleStore_Subscribe() {
 	ctx := context.Background()
-	store := memory.New()
+	store := memory.New(memory.Config{})
 	if _, err := store.Append(ctx, "order-1", eventstore.NoStream, []eventstore.Event{{Type: "OrderPlaced"}}); err != nil {
 		panic(err)
 	}

@@ -36,17 +36,14 @@ var (
 	_ eventstore.Notifier      = (*Store)(nil)
 )
 
-// Option configures a Store.
-type Option func(*Store)
-
-// WithMaxEventSize bounds one event's data plus metadata, in bytes (see
-// eventstore.PrepareAppend). Zero or less keeps eventstore.DefaultMaxEventSize.
-func WithMaxEventSize(n int) Option {
-	return func(s *Store) {
-		if n > 0 {
-			s.maxEventSize = n
-		}
-	}
+// Config configures a Store. The zero value is usable: every field has a
+// documented default.
+type Config struct {
+	// MaxEventSize bounds one event's data plus metadata, in bytes (see
+	// eventstore.PrepareAppend). Zero or less: eventstore.DefaultMaxEventSize,
+	// the PostgreSQL store's default, so the two stores reject the same
+	// events.
+	MaxEventSize int
 }
 
 // Store is an in-memory event store. The zero value is not usable; call New.
@@ -68,10 +65,15 @@ type Store struct {
 	changes eventstore.Broadcaster
 }
 
-// New returns an empty store.
-func New(opts ...Option) *Store {
-	s := &Store{
-		maxEventSize: eventstore.DefaultMaxEventSize,
+// New returns an empty store configured by cfg; memory.New(memory.Config{})
+// gives the defaults.
+func New(cfg Config) *Store {
+	maxEventSize := cfg.MaxEventSize
+	if maxEventSize <= 0 {
+		maxEventSize = eventstore.DefaultMaxEventSize
+	}
+	return &Store{
+		maxEventSize: maxEventSize,
 		streams:      make(map[string][]int),
 		ids:          make(map[uuid.UUID]int),
 		byType:       make(map[string][]int),
@@ -79,10 +81,6 @@ func New(opts ...Option) *Store {
 		commands:     make(map[string]eventstore.HandledCommand),
 		snapshots:    make(map[string]eventstore.Snapshot),
 	}
-	for _, opt := range opts {
-		opt(s)
-	}
-	return s
 }
 
 // Append appends events to a stream atomically. See eventstore.Appender and

@@ -19,11 +19,11 @@ import (
 )
 
 func TestStore(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) eventstore.Store { return memory.New() })
+	storetest.Run(t, func(t *testing.T) eventstore.Store { return memory.New(memory.Config{}) })
 }
 
 func TestSnapshots(t *testing.T) {
-	storetest.RunSnapshots(t, func(t *testing.T) eventstore.SnapshotStore { return memory.New() })
+	storetest.RunSnapshots(t, func(t *testing.T) eventstore.SnapshotStore { return memory.New(memory.Config{}) })
 }
 
 func events(typ string, n int) []eventstore.Event {
@@ -36,7 +36,7 @@ func events(typ string, n int) []eventstore.Event {
 
 func TestPositions(t *testing.T) {
 	ctx := t.Context()
-	s := memory.New()
+	s := memory.New(memory.Config{})
 	r1, err := s.Append(ctx, "a-1", eventstore.NoStream, events("T", 2))
 	require.NoError(t, err)
 	r2, err := s.Append(ctx, "b-1", eventstore.NoStream, events("T", 1))
@@ -77,7 +77,7 @@ func TestPositions(t *testing.T) {
 
 func TestMaxEventSize(t *testing.T) {
 	ctx := t.Context()
-	s := memory.New(memory.WithMaxEventSize(16))
+	s := memory.New(memory.Config{MaxEventSize: 16})
 	_, err := s.Append(ctx, "a-1", eventstore.Any, []eventstore.Event{{Type: "T", Data: []byte(`"` + strings.Repeat("x", 14) + `"`)}})
 	require.NoError(t, err, "an event of exactly the limit")
 	_, err = s.Append(ctx, "a-1", eventstore.Any, []eventstore.Event{{Type: "T", Data: []byte(`"` + strings.Repeat("x", 15) + `"`)}})
@@ -86,15 +86,17 @@ func TestMaxEventSize(t *testing.T) {
 	require.ErrorIs(t, err, eventstore.ErrEventTooLarge, "metadata counts towards the limit")
 
 	big := `"` + strings.Repeat("x", eventstore.DefaultMaxEventSize) + `"`
-	_, err = memory.New().Append(ctx, "a-1", eventstore.Any, []eventstore.Event{{Type: "T", Data: []byte(big)}})
-	require.ErrorIs(t, err, eventstore.ErrEventTooLarge, "default limit")
-	_, err = memory.New(memory.WithMaxEventSize(2*eventstore.DefaultMaxEventSize)).Append(ctx, "a-1", eventstore.Any, []eventstore.Event{{Type: "T", Data: []byte(big)}})
+	for _, n := range []int{0, -1} {
+		_, err = memory.New(memory.Config{MaxEventSize: n}).Append(ctx, "a-1", eventstore.Any, []eventstore.Event{{Type: "T", Data: []byte(big)}})
+		require.ErrorIs(t, err, eventstore.ErrEventTooLarge, "MaxEventSize %d: the default limit", n)
+	}
+	_, err = memory.New(memory.Config{MaxEventSize: 2 * eventstore.DefaultMaxEventSize}).Append(ctx, "a-1", eventstore.Any, []eventstore.Event{{Type: "T", Data: []byte(big)}})
 	require.NoError(t, err, "raised limit")
 }
 
 func TestReadLogLimits(t *testing.T) {
 	ctx := t.Context()
-	s := memory.New()
+	s := memory.New(memory.Config{})
 	for i := range 3 {
 		_, err := s.Append(ctx, fmt.Sprintf("bulk-%d", i), eventstore.NoStream, events("T", 4000))
 		require.NoError(t, err)
@@ -119,7 +121,7 @@ func TestReadLogLimits(t *testing.T) {
 // indexes, with filtering the whole log.
 func TestFilteredReadLog(t *testing.T) {
 	ctx := t.Context()
-	s := memory.New()
+	s := memory.New(memory.Config{})
 	rng := rand.New(rand.NewPCG(1, 2))
 	cats := []string{"a", "b", "c", "d"}
 	types := []string{"T1", "T2", "T3"}
@@ -175,7 +177,7 @@ func TestFilteredReadLog(t *testing.T) {
 
 func TestChanges(t *testing.T) {
 	ctx := t.Context()
-	s := memory.New()
+	s := memory.New(memory.Config{})
 	wake, stop := s.Changes()
 	defer stop()
 	_, err := s.Append(ctx, "a-1", eventstore.Any, events("T", 1))
@@ -199,7 +201,7 @@ func TestChanges(t *testing.T) {
 
 func TestSnapshotValidation(t *testing.T) {
 	ctx := t.Context()
-	s := memory.New()
+	s := memory.New(memory.Config{})
 	err := s.SaveSnapshot(ctx, eventstore.Snapshot{StreamID: "bad id", Version: 1})
 	require.ErrorIs(t, err, eventstore.ErrInvalidStreamID)
 	err = s.SaveSnapshot(ctx, eventstore.Snapshot{StreamID: "a-1", Version: 1, Data: []byte(`{`)})
@@ -218,7 +220,7 @@ func TestSnapshotValidation(t *testing.T) {
 // together, for the race detector.
 func TestConcurrentReadersAndWriters(t *testing.T) {
 	ctx := t.Context()
-	s := memory.New()
+	s := memory.New(memory.Config{})
 	var wg sync.WaitGroup
 	for w := range 4 {
 		wg.Go(func() {
@@ -254,7 +256,7 @@ func TestConcurrentReadersAndWriters(t *testing.T) {
 }
 
 func TestCancelledReads(t *testing.T) {
-	s := memory.New()
+	s := memory.New(memory.Config{})
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	_, err := s.ReadStream(ctx, "a-1", eventstore.ReadStreamOptions{})
@@ -269,7 +271,7 @@ func TestCancelledReads(t *testing.T) {
 
 func BenchmarkAppend(b *testing.B) {
 	ctx := context.Background()
-	s := memory.New()
+	s := memory.New(memory.Config{})
 	batch := events("T", 1)
 	i := 0
 	for b.Loop() {
@@ -282,7 +284,7 @@ func BenchmarkAppend(b *testing.B) {
 
 func BenchmarkAppendParallel(b *testing.B) {
 	ctx := context.Background()
-	s := memory.New()
+	s := memory.New(memory.Config{})
 	b.RunParallel(func(pb *testing.PB) {
 		batch := events("T", 1)
 		i := 0
@@ -298,7 +300,7 @@ func BenchmarkAppendParallel(b *testing.B) {
 
 func BenchmarkReadLog(b *testing.B) {
 	ctx := context.Background()
-	s := memory.New()
+	s := memory.New(memory.Config{})
 	for i := range 100 {
 		if _, err := s.Append(ctx, fmt.Sprintf("bench-%d", i), eventstore.NoStream, events("T", 1000)); err != nil {
 			b.Fatal(err)

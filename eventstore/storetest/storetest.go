@@ -7,7 +7,7 @@
 // Call it from the store's own tests:
 //
 //	func TestStore(t *testing.T) {
-//		storetest.Run(t, func(t *testing.T) eventstore.Store { return memory.New() })
+//		storetest.Run(t, func(t *testing.T) eventstore.Store { return memory.New(memory.Config{}) })
 //	}
 //
 // newStore must return a new, empty store for every call (the suite checks

@@ -79,8 +79,10 @@ var rules = []rule{
 		forbidden: anyOf("aggregate", "command", "projection", "query", "saga", "server", "app", "cli", "examples"),
 	},
 	{
-		why:       "only app (which assembles a service) names the PostgreSQL event store; everything else reads the log through eventstore's interfaces",
-		applies:   func(p string) bool { return !under(p, "eventstore/postgres") && p != "app" && !under(p, "internal/pgtest") },
+		why: "only app (which assembles a service) names the PostgreSQL event store; everything else reads the log through eventstore's interfaces",
+		applies: func(p string) bool {
+			return !under(p, "eventstore/postgres") && p != "app" && !under(p, "internal/pgtest")
+		},
 		forbidden: anyOf("eventstore/postgres"),
 		direct:    true,
 	},

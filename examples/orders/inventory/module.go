@@ -41,7 +41,7 @@ var (
 // RegisterCommands implements app.CommandModule.
 func (Module) RegisterCommands(c *app.Commands) error {
 	h := handlers{stock: aggregate.NewRepository(c.Store, c.Registry, "inventory", NewInventory,
-		aggregate.WithSnapshots(c.Store, SnapshotEvery, snapshotVersion), aggregate.WithLogger(c.Logger))}
+		aggregate.Config{Snapshots: c.Store, SnapshotEvery: SnapshotEvery, SnapshotSchemaVersion: snapshotVersion, Logger: c.Logger})}
 	return errors.Join(
 		command.Register(c.Dispatcher, h.addStock),
 		command.Register(c.Dispatcher, h.reserveInventory),

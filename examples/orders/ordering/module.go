@@ -46,7 +46,7 @@ func (m Module) readModels(r *eventstore.Registry) (*orderSummary, *salesByDay) 
 
 // RegisterCommands implements app.CommandModule.
 func (Module) RegisterCommands(c *app.Commands) error {
-	h := handlers{orders: aggregate.NewRepository(c.Store, c.Registry, "order", NewOrder)}
+	h := handlers{orders: aggregate.NewRepository(c.Store, c.Registry, "order", NewOrder, aggregate.Config{})}
 	return errors.Join(
 		command.Register(c.Dispatcher, h.placeOrder),
 		command.Register(c.Dispatcher, h.cancelOrder),
@@ -71,7 +71,7 @@ func (m Module) RegisterReadModels(r *app.ReadModels) error {
 func (m Module) RegisterAPI(a *app.API) error {
 	summary, sales := m.readModels(a.Registry)
 	q := newQueries(a.DB.Pool, summary.Name(), sales.Name(), a.CursorKeys)
-	pol := policies{orders: aggregate.NewRepository(a.Store, a.Registry, "order", NewOrder)}
+	pol := policies{orders: aggregate.NewRepository(a.Store, a.Registry, "order", NewOrder, aggregate.Config{})}
 	return errors.Join(
 		query.Register(a.Queries, query.HandlerFunc[GetOrder, OrderView](q.getOrder), query.ReadsFrom(summary.Name())),
 		query.Register(a.Queries, query.HandlerFunc[ListOrders, query.Page[OrderView]](q.listOrders), query.ReadsFrom(summary.Name())),

@@ -41,7 +41,7 @@ func (m Module) RegisterCommands(c *app.Commands) error {
 	if db, ok := gw.(databaseUser); ok {
 		db.UseDatabase(c.DB.Pool, m.Prefix+GatewaySchema)
 	}
-	h := handlers{payments: aggregate.NewRepository(c.Store, c.Registry, "payment", NewPayment), gateway: gw}
+	h := handlers{payments: aggregate.NewRepository(c.Store, c.Registry, "payment", NewPayment, aggregate.Config{}), gateway: gw}
 	return errors.Join(
 		command.Register(c.Dispatcher, h.chargePayment),
 		command.Register(c.Dispatcher, h.refundPayment),

@@ -26,7 +26,7 @@ func (m Module) RegisterCommands(c *app.Commands) error {
 	if now == nil {
 		now = time.Now
 	}
-	h := handlers{shipments: aggregate.NewRepository(c.Store, c.Registry, "shipment", NewShipment), now: now}
+	h := handlers{shipments: aggregate.NewRepository(c.Store, c.Registry, "shipment", NewShipment, aggregate.Config{}), now: now}
 	return errors.Join(
 		command.Register(c.Dispatcher, h.scheduleShipment),
 		command.Register(c.Dispatcher, h.cancelShipment),

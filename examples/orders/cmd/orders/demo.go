@@ -39,6 +39,7 @@ func demoCmd() *cobra.Command {
 			"--concurrency clients (some for more than the stock, some paid with a card the simulated\n" +
 			"gateway declines), wait until every order is completed, rejected or cancelled, and print\n" +
 			"a summary. Then keep serving until Ctrl-C, or return with --exit.\n" +
+			"The event log is --store (or $CAIRN_STORE): PostgreSQL by default, or KurrentDB.\n" +
 			"The address is bound before the database is touched, and the demo sends its requests\n" +
 			"only to the listener it bound: when another process holds --addr, demo exits at once\n" +
 			"with status 1, changes nothing and sends that process nothing.",
@@ -50,11 +51,12 @@ func demoCmd() *cobra.Command {
 			// The demo prints its own story; the system logs only warnings.
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 			gw := f.gateway()
-			a, ln, err := f.start(ctx, cmd, gw, logger)
+			sys, err := f.start(ctx, cmd, gw, logger)
 			if err != nil {
 				return err
 			}
-			defer a.Close()
+			defer sys.close()
+			a, ln := sys.app, sys.ln
 			runCtx, stopRun := context.WithCancel(ctx)
 			defer stopRun()
 			running := make(chan error, 1)
@@ -66,7 +68,8 @@ func demoCmd() *cobra.Command {
 			if err := awaitReady(ctx, opts.BaseURL, running); err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "Cairn order system: serving on %s (database schema %q)\n\n", opts.BaseURL, a.Deps().DB.Schema)
+			fmt.Fprintf(out, "Cairn order system: serving on %s (database schema %q)\n", opts.BaseURL, a.Deps().DB.Schema)
+			fmt.Fprintf(out, "Event log: %s\n\n", sys.store.describe())
 			report, err := drive(ctx, out, a, gw, opts)
 			if err != nil {
 				stopRun()

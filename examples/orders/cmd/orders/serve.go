@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,7 +20,9 @@ import (
 
 // systemFlags are the flags serve and demo share.
 type systemFlags struct {
-	addr                        string
+	addr string
+	// store is --store: where the event log lives (see storeFlagHelp).
+	store                       string
 	failureRate                 float64
 	latency, jitter, payTimeout time.Duration
 	noProjections, noSagas      bool
@@ -46,9 +50,18 @@ func (f *systemFlags) registerSecurity(cmd *cobra.Command) {
 	fl.StringVar(&s.CursorKeyPreviousFile, "cursor-key-previous-file", "", "during a key rotation, file holding the previous cursor key, still accepted")
 }
 
+// EnvStore names the environment variable that chooses the event log
+// when --store is not given.
+const EnvStore = "CAIRN_STORE"
+
+const storeFlagHelp = "where the event log lives: postgres (the store in --database-url's database) " +
+	"or a KurrentDB connection string such as kurrentdb://127.0.0.1:2113?tls=false (or $" + EnvStore + "; default postgres). " +
+	"Read models, sagas and the app's tables stay in --database-url's PostgreSQL either way"
+
 func (f *systemFlags) register(cmd *cobra.Command, failureRate float64, latency, jitter, payTimeout time.Duration) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.addr, "addr", server.DefaultAddr, "listen address of the HTTP API (127.0.0.1:0: any free port; :8080: every interface)")
+	fl.StringVar(&f.store, "store", "", storeFlagHelp)
 	fl.Float64Var(&f.failureRate, "payment-failure-rate", failureRate, "share of payments the simulated gateway declines, 0 to 1")
 	fl.DurationVar(&f.latency, "payment-latency", latency, "how long the simulated gateway takes to answer")
 	fl.DurationVar(&f.jitter, "payment-jitter", jitter, "random extra time the simulated gateway takes, up to this")
@@ -59,22 +72,65 @@ func (f *systemFlags) gateway() *payment.SimulatedGateway {
 	return &payment.SimulatedGateway{FailureRate: f.failureRate, Latency: f.latency, Jitter: f.jitter, Seed: uint64(time.Now().UnixNano())}
 }
 
+// storeChoice is the event log the flags and the environment choose.
+type storeChoice struct {
+	url  string // "" for the PostgreSQL store
+	from string // "--store" or "$CAIRN_STORE", for messages
+}
+
+// chooseStore reads --store, then $CAIRN_STORE; a value that is neither
+// postgres nor a KurrentDB connection string is an error naming its source.
+func (f *systemFlags) chooseStore(getenv func(string) string) (storeChoice, error) {
+	c := storeChoice{url: f.store, from: "--store"}
+	if c.url == "" {
+		c = storeChoice{url: getenv(EnvStore), from: "$" + EnvStore}
+	}
+	switch {
+	case c.url == "" || c.url == "postgres" || c.url == "postgresql":
+		return storeChoice{}, nil
+	case app.IsKurrentDBURL(c.url):
+		return c, nil
+	}
+	return storeChoice{}, fmt.Errorf("%s %q: want postgres or a KurrentDB connection string such as kurrentdb://127.0.0.1:2113?tls=false", c.from, c.url)
+}
+
+// system is what start assembled; close releases all of it.
+type system struct {
+	app   *app.App
+	ln    net.Listener
+	store storeChoice
+	// closeStore closes the KurrentDB store and client (a no-op for the
+	// PostgreSQL store, which the App closes).
+	closeStore func()
+}
+
+func (s *system) close() {
+	s.app.Close()
+	s.closeStore()
+}
+
 // start binds the HTTP listener, then assembles the system on the command
-// line's database and schema. Binding comes first: on a busy address the
-// command fails at once, before it connects to a database, migrates or
-// sends a request anywhere. The caller passes the listener to RunWith.
-func (f *systemFlags) start(ctx context.Context, cmd *cobra.Command, gw payment.Gateway, logger *slog.Logger) (*app.App, net.Listener, error) {
+// line's database and schema, with the event log --store names. Binding
+// comes first: on a busy address the command fails at once, before it
+// connects to a database or a KurrentDB, migrates or sends a request
+// anywhere. The caller passes the listener to RunWith and closes the
+// system.
+func (f *systemFlags) start(ctx context.Context, cmd *cobra.Command, gw payment.Gateway, logger *slog.Logger) (*system, error) {
 	if f.failureRate < 0 || f.failureRate > 1 {
-		return nil, nil, fmt.Errorf("--payment-failure-rate must be between 0 and 1")
+		return nil, fmt.Errorf("--payment-failure-rate must be between 0 and 1")
 	}
 	if f.payTimeout <= 0 {
-		return nil, nil, fmt.Errorf("--payment-timeout must be positive")
+		return nil, fmt.Errorf("--payment-timeout must be positive")
+	}
+	choice, err := f.chooseStore(os.Getenv)
+	if err != nil {
+		return nil, err
 	}
 	ln, err := app.Listen(f.addr)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	a, err := app.New(ctx, app.Config{
+	cfg := app.Config{
 		DatabaseURL:     cmd.Flag("database-url").Value.String(),
 		DatabaseURLFrom: "--database-url",
 		Schema:          cmd.Flag("schema").Value.String(),
@@ -82,12 +138,23 @@ func (f *systemFlags) start(ctx context.Context, cmd *cobra.Command, gw payment.
 		Logger:          logger,
 		Security:        f.security,
 		NoEnv:           f.noEnv,
-	}, orders.Modules(orders.Config{Gateway: gw, PaymentTimeout: f.payTimeout})...)
-	if err != nil {
-		_ = ln.Close()
-		return nil, nil, err
 	}
-	return a, ln, nil
+	closeStore := func() {}
+	if choice.url != "" {
+		store, closeKurrent, err := app.OpenKurrentDB(ctx, choice.url, logger)
+		if err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("%w (from %s)", err, choice.from)
+		}
+		cfg.EventStore, closeStore = store, closeKurrent
+	}
+	a, err := app.New(ctx, cfg, orders.Modules(orders.Config{Gateway: gw, PaymentTimeout: f.payTimeout})...)
+	if err != nil {
+		closeStore()
+		_ = ln.Close()
+		return nil, err
+	}
+	return &system{app: a, ln: ln, store: choice, closeStore: closeStore}, nil
 }
 
 func serveCmd() *cobra.Command {
@@ -98,6 +165,9 @@ func serveCmd() *cobra.Command {
 		Long: "Serve the HTTP API on --addr, applying migrations first, and run the projections,\n" +
 			"the fulfilment saga and the reactions in this process (unless --no-projections or\n" +
 			"--no-sagas: run them in another process, with `orders projection run`, say).\n" +
+			"The event log is --store: the PostgreSQL store in --database-url's database (the default),\n" +
+			"or a KurrentDB server (--store kurrentdb://HOST:PORT?tls=false, or $CAIRN_STORE); the\n" +
+			"read models, sagas and the app's own tables are in --database-url's PostgreSQL either way.\n" +
 			"The address is bound before the database is touched: when another process holds it,\n" +
 			"serve exits at once with status 1 and changes nothing.\n\n" +
 			"Authentication is off unless API keys or a JWT key are given (flags, or the CAIRN_*\n" +
@@ -110,13 +180,13 @@ func serveCmd() *cobra.Command {
 			ctx, stop := server.SignalContext(cmd.Context())
 			defer stop()
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			a, ln, err := f.start(ctx, cmd, f.gateway(), logger)
+			sys, err := f.start(ctx, cmd, f.gateway(), logger)
 			if err != nil {
 				return err
 			}
-			defer a.Close()
-			logger.Info("orders: serving", "addr", "http://"+ln.Addr().String())
-			return a.RunWith(ctx, app.RunOptions{NoProjections: f.noProjections, NoSagas: f.noSagas, Listener: ln})
+			defer sys.close()
+			logger.Info("orders: serving", "addr", "http://"+sys.ln.Addr().String(), "event_log", sys.store.describe())
+			return sys.app.RunWith(ctx, app.RunOptions{NoProjections: f.noProjections, NoSagas: f.noSagas, Listener: sys.ln})
 		},
 	}
 	f.register(cmd, 0, 0, 0, fulfilment.DefaultPaymentTimeout)
@@ -124,4 +194,25 @@ func serveCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&f.noProjections, "no-projections", false, "do not run the projections and reactions here")
 	cmd.Flags().BoolVar(&f.noSagas, "no-sagas", false, "do not send the sagas' commands or fire their timeouts here")
 	return cmd
+}
+
+// describe says where the event log is, for logs and the demo's banner.
+func (c storeChoice) describe() string {
+	if c.url == "" {
+		return "PostgreSQL (--database-url)"
+	}
+	return "KurrentDB at " + maskedURL(c.url) + " (from " + c.from + ")"
+}
+
+// maskedURL hides a connection string's password.
+func maskedURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, ok := u.User.Password(); !ok {
+		return s
+	}
+	u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	return u.String()
 }
