@@ -6,12 +6,10 @@ import (
 	"testing"
 	"time"
 
-	kdb "github.com/kurrent-io/KurrentDB-Client-Go/kurrentdb"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/app"
 	"github.com/cairn-es/cairn/eventstore"
-	"github.com/cairn-es/cairn/eventstore/kurrentdb"
 	"github.com/cairn-es/cairn/eventstore/kurrentdb/kurrentdbtest"
 )
 
@@ -48,15 +46,7 @@ func TestOpenKurrentDB(t *testing.T) {
 
 	// The event is in KurrentDB stream "shop.order-1": a store without
 	// the prefix sees it under that name.
-	conf, err := kdb.ParseConnectionString(srv.ConnectionString())
-	require.NoError(t, err)
-	conf.Logger = kdb.NoopLogging()
-	client, err := kdb.NewClient(conf)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = client.Close() })
-	plain, err := kurrentdb.New(client, kurrentdb.Config{})
-	require.NoError(t, err)
-	t.Cleanup(plain.Close)
+	plain := kurrentdbtest.On(t, srv).Open(t)
 	events, err := plain.ReadStream(ctx, "shop.order-1", eventstore.ReadStreamOptions{})
 	require.NoError(t, err)
 	require.Len(t, events, 1)

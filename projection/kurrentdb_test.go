@@ -10,64 +10,22 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	kdb "github.com/kurrent-io/KurrentDB-Client-Go/kurrentdb"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/app"
 	"github.com/cairn-es/cairn/eventstore"
-	"github.com/cairn-es/cairn/eventstore/kurrentdb"
 	"github.com/cairn-es/cairn/eventstore/kurrentdb/kurrentdbtest"
 	"github.com/cairn-es/cairn/internal/pgtest"
 	"github.com/cairn-es/cairn/migrations"
 	"github.com/cairn-es/cairn/pgdb"
 	"github.com/cairn-es/cairn/projection"
 )
-
-// kurrentServer is where a test's log lives: a fresh stand-in, or
-// KURRENTDB_URL with a stream prefix of the test's own (the tests read
-// the whole log, so a shared server needs a namespace).
-type kurrentServer struct {
-	url    string
-	prefix string
-}
-
-func newKurrentServer(t *testing.T) kurrentServer {
-	t.Helper()
-	if url := os.Getenv("KURRENTDB_URL"); url != "" {
-		return kurrentServer{url: url, prefix: fmt.Sprintf("t%x.", pgtest.Suffix())}
-	}
-	srv, err := kurrentdbtest.Start()
-	require.NoError(t, err, "KurrentDB stand-in")
-	t.Cleanup(srv.Close)
-	return kurrentServer{url: srv.ConnectionString()}
-}
-
-// store opens a store on the server with a client of its own, as another
-// process would; both close when the test ends.
-func (k kurrentServer) store(t *testing.T) *kurrentdb.Store {
-	t.Helper()
-	conf, err := kdb.ParseConnectionString(k.url)
-	require.NoError(t, err, "connection string %q", k.url)
-	conf.Logger = kdb.NoopLogging()
-	client, err := kdb.NewClient(conf)
-	require.NoError(t, err, "KurrentDB client for %q", k.url)
-	t.Cleanup(func() { _ = client.Close() })
-	s, err := kurrentdb.New(client, kurrentdb.Config{StreamPrefix: k.prefix})
-	require.NoError(t, err)
-	t.Cleanup(s.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err = s.Head(ctx)
-	require.NoError(t, err, "KurrentDB at %s does not answer", k.url)
-	return s
-}
 
 // readSideSchema is a fresh schema holding only what the read side
 // migrates (no event store tables), dropped when the test ends, with the
@@ -203,8 +161,8 @@ func expectedAt(log []eventstore.RecordedEvent, cp eventstore.Position) (map[str
 // the same snapshot: the checkpoint moves in the transaction that applies
 // the events.
 func TestKurrentDBLogProjectedExactlyOnceWithTheCheckpointInTheModelTransaction(t *testing.T) {
-	k := newKurrentServer(t)
-	writer := k.store(t)
+	k := kurrentdbtest.NewTarget(t)
+	writer := k.Open(t)
 	admin := pgtest.Pool(t, 10)
 	schema := readSideSchema(t, admin)
 	name := uniqueName(t, "kdb")
@@ -212,7 +170,7 @@ func TestKurrentDBLogProjectedExactlyOnceWithTheCheckpointInTheModelTransaction(
 	members := make([]*projection.Manager, 2)
 	runs := make([]*runner, 2)
 	for i := range members {
-		members[i] = kurrentManager(t, k.store(t), namedPool(t, fmt.Sprintf("cairn-test-%c-%s", 'a'+i, name), 10), schema, cfg)
+		members[i] = kurrentManager(t, k.Open(t), namedPool(t, fmt.Sprintf("cairn-test-%c-%s", 'a'+i, name), 10), schema, cfg)
 		require.NoError(t, members[i].Register(&totals{name: name, version: 1}))
 		runs[i] = startRunner(t, members[i])
 	}
@@ -336,10 +294,10 @@ func TestKurrentDBLogProjectedExactlyOnceWithTheCheckpointInTheModelTransaction(
 func TestKurrentDBWaitForReadsYourWrites(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	k := newKurrentServer(t)
-	store := k.store(t)
+	k := kurrentdbtest.NewTarget(t)
+	store := k.Open(t)
 	pool := pgtest.Pool(t, 10)
-	mgr := kurrentManager(t, k.store(t), pool, readSideSchema(t, pool), projection.Config{BatchSize: 7})
+	mgr := kurrentManager(t, k.Open(t), pool, readSideSchema(t, pool), projection.Config{BatchSize: 7})
 	p := &totals{name: uniqueName(t, "kdbwait"), version: 1}
 	require.NoError(t, mgr.Register(p))
 

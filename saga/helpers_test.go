@@ -18,6 +18,7 @@ import (
 	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/eventstore/postgres"
 	"github.com/cairn-es/cairn/internal/pgtest"
+	"github.com/cairn-es/cairn/pgdb"
 	"github.com/cairn-es/cairn/projection"
 	"github.com/cairn-es/cairn/retry"
 	"github.com/cairn-es/cairn/saga"
@@ -246,27 +247,40 @@ func (e *env) dispatch(cmd any) command.Result {
 // awaitInstance waits until the instance has ended, and returns it.
 func (e *env) awaitEnded(sagaName, id string) saga.Detail {
 	e.t.Helper()
-	insp := saga.NewInspector(pgtest.DB(e.store))
+	return awaitEnded(e.t, pgtest.DB(e.store), sagaName, id, 30*time.Second)
+}
+
+// awaitEnded waits up to within until the instance, whose saga keeps its
+// tables in db, has ended with no command pending, and returns it.
+func awaitEnded(t *testing.T, db pgdb.DB, sagaName, id string, within time.Duration) saga.Detail {
+	t.Helper()
+	insp := saga.NewInspector(db)
 	var d saga.Detail
-	require.EventuallyWithT(e.t, func(c *assert.CollectT) {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		var err error
 		d, err = insp.Show(context.Background(), sagaName, id)
 		require.NoError(c, err)
 		assert.NotEqual(c, saga.StatusActive, d.Status, "instance %s/%s still active", sagaName, id)
 		assert.Zero(c, d.PendingCommands, "instance %s/%s has commands pending", sagaName, id)
-	}, 30*time.Second, 20*time.Millisecond)
+	}, within, 20*time.Millisecond)
 	return d
 }
 
 // jobEvents reads a job's stream as type:N strings.
 func (e *env) jobEvents(jobID string) []string {
 	e.t.Helper()
-	recs, err := e.store.ReadStream(context.Background(), "job-"+jobID, eventstore.ReadStreamOptions{})
-	require.NoError(e.t, err)
+	return readJob(e.t, e.store, e.registry, jobID)
+}
+
+// readJob reads a job's stream in store as type:N strings.
+func readJob(t *testing.T, store eventstore.StreamReader, registry *eventstore.Registry, jobID string) []string {
+	t.Helper()
+	recs, err := store.ReadStream(context.Background(), "job-"+jobID, eventstore.ReadStreamOptions{})
+	require.NoError(t, err)
 	var out []string
 	for _, r := range recs {
-		v, err := e.registry.Decode(r)
-		require.NoError(e.t, err)
+		v, err := registry.Decode(r)
+		require.NoError(t, err)
 		switch ev := v.(type) {
 		case StepDone:
 			out = append(out, fmt.Sprintf("done:%d", ev.N))

@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,7 +17,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	kdb "github.com/kurrent-io/KurrentDB-Client-Go/kurrentdb"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -38,8 +36,7 @@ import (
 // kEnv is the saga test domain (see helpers_test.go) on a KurrentDB log.
 type kEnv struct {
 	t        *testing.T
-	url      string
-	prefix   string // the test's namespace on a shared real server
+	target   kurrentdbtest.Target
 	store    *kurrentdb.Store
 	db       pgdb.DB
 	registry *eventstore.Registry
@@ -53,16 +50,10 @@ type kEnv struct {
 func newKEnv(t *testing.T, srv *kurrentdbtest.Server) *kEnv {
 	t.Helper()
 	e := &kEnv{t: t, registry: eventstore.NewRegistry(), handled: map[string]int{}}
-	switch url := os.Getenv("KURRENTDB_URL"); {
-	case srv != nil:
-		e.url = srv.ConnectionString()
-	case url != "":
-		e.url, e.prefix = url, fmt.Sprintf("t%x.", pgtest.Suffix())
-	default:
-		s, err := kurrentdbtest.Start()
-		require.NoError(t, err, "KurrentDB stand-in")
-		t.Cleanup(s.Close)
-		e.url = s.ConnectionString()
+	if srv != nil {
+		e.target = kurrentdbtest.On(t, srv)
+	} else {
+		e.target = kurrentdbtest.NewTarget(t)
 	}
 	e.store = e.newStore()
 	pool := pgtest.Pool(t, 30)
@@ -83,24 +74,7 @@ func newKEnv(t *testing.T, srv *kurrentdbtest.Server) *kEnv {
 
 // newStore opens a store with a KurrentDB client of its own, as another
 // process would.
-func (e *kEnv) newStore() *kurrentdb.Store {
-	t := e.t
-	t.Helper()
-	conf, err := kdb.ParseConnectionString(e.url)
-	require.NoError(t, err, "connection string %q", e.url)
-	conf.Logger = kdb.NoopLogging()
-	client, err := kdb.NewClient(conf)
-	require.NoError(t, err, "KurrentDB client for %q", e.url)
-	t.Cleanup(func() { _ = client.Close() })
-	s, err := kurrentdb.New(client, kurrentdb.Config{StreamPrefix: e.prefix})
-	require.NoError(t, err)
-	t.Cleanup(s.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err = s.Head(ctx)
-	require.NoError(t, err, "KurrentDB at %s does not answer", e.url)
-	return s
-}
+func (e *kEnv) newStore() *kurrentdb.Store { return e.target.Open(e.t) }
 
 // dispatcher returns a dispatcher over store, which is also its command
 // log, with the test domain's handlers.
@@ -174,39 +148,13 @@ func (e *kEnv) start(name string, cfg saga.Config, disp *command.Dispatcher) {
 // awaitEnded waits until the instance has ended with no command pending.
 func (e *kEnv) awaitEnded(sagaName, id string) saga.Detail {
 	e.t.Helper()
-	insp := saga.NewInspector(e.db)
-	var d saga.Detail
-	require.EventuallyWithT(e.t, func(c *assert.CollectT) {
-		var err error
-		d, err = insp.Show(context.Background(), sagaName, id)
-		require.NoError(c, err)
-		assert.NotEqual(c, saga.StatusActive, d.Status, "instance %s/%s still active", sagaName, id)
-		assert.Zero(c, d.PendingCommands, "instance %s/%s has commands pending", sagaName, id)
-	}, 60*time.Second, 20*time.Millisecond)
-	return d
+	return awaitEnded(e.t, e.db, sagaName, id, 60*time.Second)
 }
 
 // jobEvents reads a job's stream from KurrentDB as type:N strings.
 func (e *kEnv) jobEvents(jobID string) []string {
 	e.t.Helper()
-	recs, err := e.store.ReadStream(context.Background(), "job-"+jobID, eventstore.ReadStreamOptions{})
-	require.NoError(e.t, err)
-	var out []string
-	for _, r := range recs {
-		v, err := e.registry.Decode(r)
-		require.NoError(e.t, err)
-		switch ev := v.(type) {
-		case StepDone:
-			out = append(out, fmt.Sprintf("done:%d", ev.N))
-		case StepFailed:
-			out = append(out, fmt.Sprintf("failed:%d", ev.N))
-		case StepUndone:
-			out = append(out, fmt.Sprintf("undone:%d", ev.N))
-		default:
-			out = append(out, r.Type)
-		}
-	}
-	return out
+	return readJob(e.t, e.store, e.registry, jobID)
 }
 
 // Jobs started concurrently run on two relays, each with its own

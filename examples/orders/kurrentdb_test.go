@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
 	"testing"
 	"time"
 
-	kdb "github.com/kurrent-io/KurrentDB-Client-Go/kurrentdb"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/app"
@@ -28,28 +26,7 @@ import (
 
 // kurrentLog is a KurrentDB store for the test's log: on a fresh
 // in-process stand-in, or on KURRENTDB_URL in a namespace of its own.
-func kurrentLog(t *testing.T) *kurrentdb.Store {
-	t.Helper()
-	url, prefix := os.Getenv("KURRENTDB_URL"), ""
-	if url == "" {
-		srv, err := kurrentdbtest.Start()
-		require.NoError(t, err, "KurrentDB stand-in")
-		t.Cleanup(srv.Close)
-		url = srv.ConnectionString()
-	} else {
-		prefix = fmt.Sprintf("t%x.", pgtest.Suffix())
-	}
-	conf, err := kdb.ParseConnectionString(url)
-	require.NoError(t, err, "connection string %q", url)
-	conf.Logger = kdb.NoopLogging()
-	client, err := kdb.NewClient(conf)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = client.Close() })
-	s, err := kurrentdb.New(client, kurrentdb.Config{StreamPrefix: prefix})
-	require.NoError(t, err)
-	t.Cleanup(s.Close)
-	return s
-}
+func kurrentLog(t *testing.T) *kurrentdb.Store { return kurrentdbtest.NewTarget(t).Open(t) }
 
 // readKurrentLog is readLog for a log in KurrentDB: the whole log in its
 // total order.

@@ -3,60 +3,37 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	kdb "github.com/kurrent-io/KurrentDB-Client-Go/kurrentdb"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/app"
 	"github.com/cairn-es/cairn/eventstore"
-	"github.com/cairn-es/cairn/eventstore/kurrentdb"
 	"github.com/cairn-es/cairn/eventstore/kurrentdb/kurrentdbtest"
 	"github.com/cairn-es/cairn/examples/orders"
-	"github.com/cairn-es/cairn/internal/pgtest"
 )
 
-// kurrentURL is the KurrentDB the sample's log goes to: a fresh
+// kurrentTarget is the KurrentDB the sample's log goes to: a fresh
 // in-process stand-in the command's process reaches over TCP, or
 // KURRENTDB_URL, where the test's log gets a namespace of its own (the
 // read side replays the whole log: another run's orders would be this
-// one's too). storeURL is what --store gets; url and prefix are the
-// server and the namespace, for the test's own view.
-func kurrentURL(t *testing.T) (storeURL, url, prefix string) {
+// one's too). storeURL is what --store gets: the target's URL with its
+// namespace.
+func kurrentTarget(t *testing.T) (storeURL string, target kurrentdbtest.Target) {
 	t.Helper()
-	if url := os.Getenv("KURRENTDB_URL"); url != "" {
-		prefix = fmt.Sprintf("t%x.", pgtest.Suffix())
-		sep := "?"
-		if strings.Contains(url, "?") {
-			sep = "&"
-		}
-		return url + sep + app.StreamPrefixParam + "=" + prefix, url, prefix
+	target = kurrentdbtest.NewTarget(t)
+	if target.Prefix == "" {
+		return target.URL, target
 	}
-	srv, err := kurrentdbtest.Start()
-	require.NoError(t, err, "KurrentDB stand-in")
-	t.Cleanup(srv.Close)
-	return srv.ConnectionString(), srv.ConnectionString(), ""
-}
-
-// kurrentStore opens the test's own view of the log at url in namespace
-// prefix.
-func kurrentStore(t *testing.T, url, prefix string) *kurrentdb.Store {
-	t.Helper()
-	conf, err := kdb.ParseConnectionString(url)
-	require.NoError(t, err)
-	conf.Logger = kdb.NoopLogging()
-	client, err := kdb.NewClient(conf)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = client.Close() })
-	s, err := kurrentdb.New(client, kurrentdb.Config{StreamPrefix: prefix})
-	require.NoError(t, err)
-	t.Cleanup(s.Close)
-	return s
+	sep := "?"
+	if strings.Contains(target.URL, "?") {
+		sep = "&"
+	}
+	return target.URL + sep + app.StreamPrefixParam + "=" + target.Prefix, target
 }
 
 // summaryInts returns the integers of the summary line that starts with
@@ -81,8 +58,8 @@ func summaryInts(t *testing.T, out, label string) []int64 {
 // operations commands, told the log by $CAIRN_STORE, verify every read
 // model against a replay of the KurrentDB log.
 func TestDemoWithTheLogInKurrentDB(t *testing.T) {
-	storeURL, url, prefix := kurrentURL(t)
-	log := kurrentStore(t, url, prefix)
+	storeURL, target := kurrentTarget(t)
+	log := target.Open(t)
 	ctx := context.Background()
 	before, err := log.Head(ctx)
 	require.NoError(t, err)
