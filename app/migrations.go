@@ -2,7 +2,6 @@ package app
 
 import (
 	"embed"
-	"io/fs"
 
 	"github.com/cairn-es/cairn/eventstore/postgres"
 	"github.com/cairn-es/cairn/migrations"
@@ -15,11 +14,7 @@ var sqlFiles embed.FS
 
 // ownMigrations is the app's own tables: the keys that sign page cursors.
 func ownMigrations() migrations.Set {
-	files, err := fs.Sub(sqlFiles, "sql")
-	if err != nil {
-		panic(err) // the embedded directory is fixed at build time
-	}
-	return migrations.Set{Name: "app", Files: files, Legacy: []int32{5}}
+	return migrations.Embedded("app", sqlFiles, "sql", 5)
 }
 
 // Migrations is every set a service built with app applies to its schema,

@@ -66,6 +66,18 @@ type Set struct {
 	Legacy []int32
 }
 
+// Embedded is the Set of an owner's migrations embedded at dir of files
+// (the owner's //go:embed dir/*.sql), with its legacy numbers. The
+// directory is fixed at build time, so a wrong one is a programming error:
+// it panics.
+func Embedded(name string, files fs.FS, dir string, legacy ...int32) Set {
+	sub, err := fs.Sub(files, dir)
+	if err != nil {
+		panic(fmt.Sprintf("migrations: set %s: %v", name, err))
+	}
+	return Set{Name: name, Files: sub, Legacy: legacy}
+}
+
 // VersionTable is the set's tern version table, inside the schema.
 func (s Set) VersionTable() string { return "cairn_" + s.Name + "_version" }
 

@@ -2,7 +2,6 @@ package projection
 
 import (
 	"embed"
-	"io/fs"
 
 	"github.com/cairn-es/cairn/migrations"
 )
@@ -15,9 +14,5 @@ var sqlFiles embed.FS
 // projection's checkpoint is not among them: it lives in the read model's
 // own schema, written in the read model's transaction.
 func Migrations() migrations.Set {
-	files, err := fs.Sub(sqlFiles, "sql")
-	if err != nil {
-		panic(err) // the embedded directory is fixed at build time
-	}
-	return migrations.Set{Name: "projection", Files: files, Legacy: []int32{2}}
+	return migrations.Embedded("projection", sqlFiles, "sql", 2)
 }

@@ -2,7 +2,6 @@ package saga
 
 import (
 	"embed"
-	"io/fs"
 
 	"github.com/cairn-es/cairn/migrations"
 )
@@ -14,9 +13,5 @@ var sqlFiles embed.FS
 // timeouts, handled events), in the schema of the projection Manager's
 // pgdb.DB: a saga's step commits in its projection's transaction.
 func Migrations() migrations.Set {
-	files, err := fs.Sub(sqlFiles, "sql")
-	if err != nil {
-		panic(err) // the embedded directory is fixed at build time
-	}
-	return migrations.Set{Name: "saga", Files: files, Legacy: []int32{3, 4}}
+	return migrations.Embedded("saga", sqlFiles, "sql", 3, 4)
 }

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"embed"
-	"io/fs"
 
 	"github.com/cairn-es/cairn/migrations"
 )
@@ -14,9 +13,5 @@ var sqlFiles embed.FS
 // snapshots. Apply it (with migrations.Up) before New; the read side's and
 // the sagas' tables are their owners' sets.
 func Migrations() migrations.Set {
-	files, err := fs.Sub(sqlFiles, "sql")
-	if err != nil {
-		panic(err) // the embedded directory is fixed at build time
-	}
-	return migrations.Set{Name: "eventstore", Files: files, Legacy: []int32{1}}
+	return migrations.Embedded("eventstore", sqlFiles, "sql", 1)
 }
