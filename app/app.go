@@ -306,12 +306,12 @@ func assemble(pool *pgxpool.Pool, cfg Config, modules []Module) (*Deps, error) {
 		return nil, fmt.Errorf("app: %w", err)
 	}
 	d, err := assembleAround(projections, registry, dispatcher, metrics, cfg)
-	if err != nil {
-		closeStore()
-		return nil, err
+	if err == nil {
+		d.Store, d.closeStore, d.DB = store, closeStore, projections.DB()
+		err = register(d, modules, true)
 	}
-	d.Store, d.closeStore, d.DB = store, closeStore, projections.DB()
-	if err := register(d, modules, true); err != nil {
+	if err != nil {
+		projections.Close()
 		closeStore()
 		return nil, err
 	}
