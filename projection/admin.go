@@ -357,7 +357,7 @@ func (m *Manager) Retry(ctx context.Context, name string, ids ...int64) (int, er
 			if err := useSchema(ctx, tx, name); err != nil {
 				return err
 			}
-			return applyEvents(ctx, tx, r.p, events)
+			return applyEvents(ctx, tx, nil, r.p, events)
 		})
 		if err != nil {
 			_, _ = m.pool.Exec(ctx, m.q.touchDeadLetter, d.ID, err.Error())

@@ -12,25 +12,48 @@ import (
 
 // Handlers routes events to typed handler functions, decoding them through
 // an event registry (so upcasters apply and a projector only sees current
-// types). Embed it in a projector to get EventTypes and Apply:
+// types). Embed it in a projector to get EventTypes, Apply and
+// ApplyQueued (it is a QueueProjector):
 //
 //	type OrderSummary struct{ *projection.Handlers }
 //	h := projection.NewHandlers(registry)
-//	projection.On(h, func(ctx context.Context, tx pgx.Tx, e OrderPlaced, rec eventstore.RecordedEvent) error { ... })
+//	projection.OnQueued(h, func(ctx context.Context, q *projection.Queue, e OrderPlaced, rec eventstore.RecordedEvent) error { ... })
+//	projection.On(h, func(ctx context.Context, tx pgx.Tx, e OrderCancelled, rec eventstore.RecordedEvent) error { ... })
+//
+// A handler registered with OnQueued writes through a Queue, pipelined
+// when the manager applies several events at once; one registered with On
+// gets the transaction, after every statement queued before it has run.
 type Handlers struct {
 	registry *eventstore.Registry
-	byType   map[string]func(ctx context.Context, tx pgx.Tx, event any, rec eventstore.RecordedEvent) error
+	byType   map[string]func(ctx context.Context, q *Queue, event any, rec eventstore.RecordedEvent) error
 }
 
 // NewHandlers returns an empty set of handlers decoding with registry.
 func NewHandlers(registry *eventstore.Registry) *Handlers {
-	return &Handlers{registry: registry, byType: map[string]func(context.Context, pgx.Tx, any, eventstore.RecordedEvent) error{}}
+	return &Handlers{registry: registry, byType: map[string]func(context.Context, *Queue, any, eventstore.RecordedEvent) error{}}
 }
 
 // On registers the handler of event type E, which must be registered in the
-// registry. It panics otherwise, or when E already has a handler: both are
-// start-up mistakes.
+// registry, given the transaction. It panics otherwise, or when E already
+// has a handler: both are start-up mistakes.
 func On[E any](h *Handlers, fn func(ctx context.Context, tx pgx.Tx, event E, rec eventstore.RecordedEvent) error) {
+	add(h, func(ctx context.Context, q *Queue, event E, rec eventstore.RecordedEvent) error {
+		tx, err := q.Tx(ctx)
+		if err != nil {
+			return err
+		}
+		return fn(ctx, tx, event, rec)
+	})
+}
+
+// OnQueued registers the handler of event type E, which writes through a
+// Queue (see Queue): pipelined when the manager applies several events in
+// one transaction. It panics like On.
+func OnQueued[E any](h *Handlers, fn func(ctx context.Context, q *Queue, event E, rec eventstore.RecordedEvent) error) {
+	add(h, fn)
+}
+
+func add[E any](h *Handlers, fn func(ctx context.Context, q *Queue, event E, rec eventstore.RecordedEvent) error) {
 	name, ok := eventstore.TypeNameOf[E](h.registry)
 	if !ok {
 		var zero E
@@ -40,8 +63,8 @@ func On[E any](h *Handlers, fn func(ctx context.Context, tx pgx.Tx, event E, rec
 	if _, dup := h.byType[name]; dup {
 		panic(fmt.Sprintf("projection: event type %s already has a handler", name))
 	}
-	h.byType[name] = func(ctx context.Context, tx pgx.Tx, event any, rec eventstore.RecordedEvent) error {
-		return fn(ctx, tx, event.(E), rec)
+	h.byType[name] = func(ctx context.Context, q *Queue, event any, rec eventstore.RecordedEvent) error {
+		return fn(ctx, q, event.(E), rec)
 	}
 }
 
@@ -59,6 +82,11 @@ func (h *Handlers) EventTypes() []string {
 // error wrapping ErrUnhandledEvent; one that does not decode returns the
 // registry's typed error.
 func (h *Handlers) Apply(ctx context.Context, tx pgx.Tx, rec eventstore.RecordedEvent) error {
+	return h.ApplyQueued(ctx, Direct(tx), rec)
+}
+
+// ApplyQueued is Apply with the writes of OnQueued handlers going through q.
+func (h *Handlers) ApplyQueued(ctx context.Context, q *Queue, rec eventstore.RecordedEvent) error {
 	fn, ok := h.byType[rec.Type]
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrUnhandledEvent, rec.Type)
@@ -67,5 +95,5 @@ func (h *Handlers) Apply(ctx context.Context, tx pgx.Tx, rec eventstore.Recorded
 	if err != nil {
 		return err
 	}
-	return fn(ctx, tx, event, rec)
+	return fn(ctx, q, event, rec)
 }

@@ -45,18 +45,6 @@ type Option func(*registered)
 // WithPolicy sets the failure policy of one projection.
 func WithPolicy(p Policy) Option { return func(r *registered) { r.policy = p } }
 
-// WithPipelining lets the manager pipeline a plain Projector's statements
-// when it applies several events in one transaction (catching up,
-// rebuilding): Exec calls are queued and sent together, one round trip for
-// many statements, which makes per-event projectors several times faster.
-// Queries still see the statements before them. The price: a pipelined Exec
-// returns an empty CommandTag (RowsAffected is 0), so opt in only for a
-// projector that never reads it (a projector doing "UPDATE, then INSERT if
-// no row changed" must not). A failed pipelined batch is applied again event
-// by event without pipelining, so failure policies see the right event.
-// BatchProjector.ApplyBatch is never pipelined, nor is a batch of one event.
-func WithPipelining() Option { return func(r *registered) { r.pipelined = true } }
-
 // WithSideEffects marks a projector whose Apply does more than build a
 // read model: a saga sending commands, an event handler sending mail.
 // Replaying the log would repeat those effects, so Rebuild and Reset refuse
@@ -65,9 +53,8 @@ func WithPipelining() Option { return func(r *registered) { r.pipelined = true }
 func WithSideEffects() Option { return func(r *registered) { r.sideEffects = true } }
 
 type registered struct {
-	p         Projector
-	policy    Policy
-	pipelined bool // WithPipelining
+	p      Projector
+	policy Policy
 	// sideEffects: WithSideEffects.
 	sideEffects bool
 }

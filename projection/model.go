@@ -124,12 +124,11 @@ func readCheckpoint(ctx context.Context, q querier, schema string, forUpdate boo
 }
 
 // advance moves the checkpoint of the schema tx is using past events.
-func advance(ctx context.Context, tx pgx.Tx, events []eventstore.RecordedEvent) error {
+func advance(ctx context.Context, q *Queue, events []eventstore.RecordedEvent) error {
 	last := events[len(events)-1]
-	_, err := tx.Exec(ctx, "UPDATE "+checkpointTable+` SET pos_tx = $1, pos_seq = $2,
+	return q.Exec(ctx, "UPDATE "+checkpointTable+` SET pos_tx = $1, pos_seq = $2,
 		events_applied = events_applied + $3, last_applied_at = now(), last_event_at = $4`,
 		last.Position.Tx, int64(last.Position.Seq), len(events), last.RecordedAt)
-	return err
 }
 
 // lockKey names the advisory locks of a projection: "leader" is held by the
@@ -161,15 +160,25 @@ func guard(fn func() error) (err error) {
 	return fn()
 }
 
-// applyEvents hands events to the projector, in one call for a
-// BatchProjector.
-func applyEvents(ctx context.Context, tx pgx.Tx, p Projector, events []eventstore.RecordedEvent) error {
+// applyEvents hands events to the projector: in one call for a
+// BatchProjector, through q (Direct(tx) when nil) for a QueueProjector.
+func applyEvents(ctx context.Context, tx pgx.Tx, q *Queue, p Projector, events []eventstore.RecordedEvent) error {
 	return guard(func() error {
 		if bp, ok := p.(BatchProjector); ok && len(events) > 1 {
 			return bp.ApplyBatch(ctx, tx, events)
 		}
+		qp, queued := p.(QueueProjector)
+		if queued && q == nil {
+			q = Direct(tx)
+		}
 		for _, e := range events {
-			if err := p.Apply(ctx, tx, e); err != nil {
+			var err error
+			if queued {
+				err = qp.ApplyQueued(ctx, q, e)
+			} else {
+				err = p.Apply(ctx, tx, e)
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -178,23 +187,23 @@ func applyEvents(ctx context.Context, tx pgx.Tx, p Projector, events []eventstor
 }
 
 // pipelines reports whether a batch of n events is applied to p through a
-// pipeTx: when p is a plain Projector registered WithPipelining and there is
-// more than one event. A lone event (and so every event a
+// pipelining Queue: when p is a QueueProjector (and not a BatchProjector)
+// and there is more than one event. A lone event (and so every event a
 // failed batch is retried as) is applied without pipelining.
 func (m *Manager) pipelines(p Projector, n int) bool {
 	if _, batch := p.(BatchProjector); batch || n < 2 {
 		return false
 	}
-	r, err := m.lookup(p.Name())
-	return err == nil && r.pipelined
+	_, queued := p.(QueueProjector)
+	return queued
 }
 
 // applyTx applies events to the model in schema and moves its checkpoint
 // past them, in one transaction on conn, provided the checkpoint is still at
 // expect. For the live model it also takes the write lock, checks that the
 // projection is running, and notifies read-your-writes waiters at commit.
-// With pipe, the projector's Exec calls, the checkpoint's update and the
-// notification are pipelined (see pipeTx).
+// With pipe, the projector's queued statements, the checkpoint's update and
+// the notification are pipelined (see Queue).
 func (m *Manager) applyTx(ctx context.Context, conn *pgx.Conn, p Projector, schema string, live, pipe bool, expect eventstore.Position, events []eventstore.RecordedEvent) error {
 	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		// The write lock, the state, the search path and the checkpoint,
@@ -230,12 +239,12 @@ func (m *Manager) applyTx(ctx context.Context, conn *pgx.Conn, p Projector, sche
 		// The checkpoint's update and the notification are pipelined with
 		// the projector's statements when those are, and with each other
 		// in any case.
-		own := newPipeTx(tx)
-		w := pgx.Tx(tx)
+		own := pipeline(tx)
+		var q *Queue
 		if pipe {
-			w = own
+			q = own
 		}
-		if err := applyEvents(ctx, w, p, events); err != nil {
+		if err := applyEvents(ctx, tx, q, p, events); err != nil {
 			_ = own.wait() // statements in flight keep the connection busy
 			return err
 		}
@@ -243,7 +252,7 @@ func (m *Manager) applyTx(ctx context.Context, conn *pgx.Conn, p Projector, sche
 			return err
 		}
 		if live {
-			if _, err := own.Exec(ctx, "SELECT pg_notify($1, $2)", m.channel, p.Name()); err != nil {
+			if err := own.Exec(ctx, "SELECT pg_notify($1, $2)", m.channel, p.Name()); err != nil {
 				return err
 			}
 		}

@@ -15,10 +15,8 @@ import (
 )
 
 // checkedTotals is a totals model whose table refuses the stream "bad" (a
-// failure on the server, which a pipelined batch only learns of when its
-// statements are sent), whose Apply reads its own row back after every
-// write (a read must see the queued writes before it), and which records
-// the RowsAffected of every upsert.
+// failure on the server), whose Apply reads its own row back after every
+// third write, and which records the RowsAffected of every upsert.
 type checkedTotals struct {
 	totals
 	mu   sync.Mutex
@@ -30,15 +28,23 @@ func (p *checkedTotals) Setup(ctx context.Context, tx pgx.Tx) error {
 	return err
 }
 
+const upsertTotal = `INSERT INTO totals (stream_id, total, events) VALUES ($1, ($2::jsonb->>'amount')::bigint, 1)
+		ON CONFLICT (stream_id) DO UPDATE SET total = totals.total + excluded.total, events = totals.events + 1`
+
 func (p *checkedTotals) Apply(ctx context.Context, tx pgx.Tx, e eventstore.RecordedEvent) error {
-	tag, err := tx.Exec(ctx, `INSERT INTO totals (stream_id, total, events) VALUES ($1, ($2::jsonb->>'amount')::bigint, 1)
-		ON CONFLICT (stream_id) DO UPDATE SET total = totals.total + excluded.total, events = totals.events + 1`, e.StreamID, string(e.Data))
+	tag, err := tx.Exec(ctx, upsertTotal, e.StreamID, string(e.Data))
 	if err != nil {
 		return err
 	}
 	p.mu.Lock()
 	p.tags = append(p.tags, tag.RowsAffected())
 	p.mu.Unlock()
+	return readBack(ctx, tx, e)
+}
+
+// readBack reads the event's row after every third event: it must see the
+// write before it.
+func readBack(ctx context.Context, tx pgx.Tx, e eventstore.RecordedEvent) error {
 	if e.Version%3 != 0 {
 		return nil
 	}
@@ -58,15 +64,76 @@ func (p *checkedTotals) rowsAffected() []int64 {
 	return append([]int64(nil), p.tags...)
 }
 
+// queuedTotals is checkedTotals as a QueueProjector: its upserts go through
+// the Queue and its reads through Queue.Tx. It records what each Exec of
+// the refused stream returned: nil while the statement was queued (its
+// failure comes at the batch's end), the server's error when it ran at
+// once.
+type queuedTotals struct {
+	checkedTotals
+	badExecs []error
+}
+
+func (p *queuedTotals) Apply(ctx context.Context, tx pgx.Tx, e eventstore.RecordedEvent) error {
+	return p.ApplyQueued(ctx, projection.Direct(tx), e)
+}
+
+func (p *queuedTotals) ApplyQueued(ctx context.Context, q *projection.Queue, e eventstore.RecordedEvent) error {
+	err := q.Exec(ctx, upsertTotal, e.StreamID, string(e.Data))
+	if e.StreamID == "bad" {
+		p.mu.Lock()
+		p.badExecs = append(p.badExecs, err)
+		p.mu.Unlock()
+	}
+	if err != nil {
+		return err
+	}
+	tx, err := q.Tx(ctx)
+	if err != nil {
+		return err
+	}
+	return readBack(ctx, tx, e)
+}
+
+// queuedGoTotals is totals as a QueueProjector, whose failures (the hook)
+// happen in Go while its earlier statements may be in flight.
+type queuedGoTotals struct{ totals }
+
+func (p *queuedGoTotals) Apply(ctx context.Context, tx pgx.Tx, e eventstore.RecordedEvent) error {
+	return p.ApplyQueued(ctx, projection.Direct(tx), e)
+}
+
+func (p *queuedGoTotals) ApplyQueued(ctx context.Context, q *projection.Queue, e eventstore.RecordedEvent) error {
+	if p.fail != nil {
+		if err := p.fail(e); err != nil {
+			return err
+		}
+	}
+	return q.Exec(ctx, upsertTotal, e.StreamID, string(e.Data))
+}
+
+// queuedThenRan reports whether an Exec of the refused stream was queued
+// (returned nil) and a later one ran at once (returned the server's error).
+func (p *queuedTotals) queuedThenRan() (queued, ran bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, err := range p.badExecs {
+		queued = queued || err == nil && !ran
+		ran = ran || err != nil
+	}
+	return queued, ran
+}
+
 // A statement that fails on the server inside a pipelined batch fails the
-// batch; the events are then applied one by one, without pipelining, and
-// only the failing one meets the policy.
+// batch (Exec queued it and returned nil); the events are then applied one
+// by one, without pipelining (Exec returns the failure), and only the
+// failing one meets the policy.
 func TestPipelinedServerFailureMeetsThePolicyAlone(t *testing.T) {
 	for _, policy := range []projection.Policy{projection.PolicyStop, projection.PolicyDeadLetter} {
 		t.Run(policy.String(), func(t *testing.T) {
 			e := newEnv(t, projection.Config{BatchSize: 50, Retry: fastRetry, LeaderRetry: 50 * time.Millisecond})
-			p := &checkedTotals{totals: totals{name: uniqueName(t, "piped"), version: 1}}
-			require.NoError(t, e.mgr.Register(p, projection.WithPolicy(policy), projection.WithPipelining()))
+			p := &queuedTotals{checkedTotals: checkedTotals{totals: totals{name: uniqueName(t, "piped"), version: 1}}}
+			require.NoError(t, e.mgr.Register(p, projection.WithPolicy(policy)))
 			l, before, bad := poisonedLog(t, e)
 			want, last, _ := l.snapshot()
 			run := startRunner(t, e.mgr)
@@ -88,18 +155,22 @@ func TestPipelinedServerFailureMeetsThePolicyAlone(t *testing.T) {
 				require.Contains(t, st.Error, "check constraint")
 				require.Equal(t, without(without(want, "bad"), "acct-b"), modelRows(t, e.store, p.Name()))
 			}
+			queued, ran := p.queuedThenRan()
+			require.True(t, queued, "the refused statement was first queued in a pipelined batch")
+			require.True(t, ran, "then run at once, event by event")
 			require.NoError(t, run.stop())
 		})
 	}
 }
 
-// Pipelined batches read their own writes and withhold Exec's CommandTag;
-// a projector registered without WithPipelining keeps it. Both build the same model, live and rebuilt.
-func TestPipeliningReadsItsWritesAndTheDefaultKeepsTags(t *testing.T) {
+// A QueueProjector's batches read their own writes through Queue.Tx; a
+// plain Projector gets the transaction, whose Exec reports its rows. Both
+// build the same model, live and rebuilt.
+func TestQueuedProjectorReadsItsWritesAndAPlainOneKeepsTags(t *testing.T) {
 	e := newEnv(t, projection.Config{BatchSize: 50, LeaderRetry: 50 * time.Millisecond})
-	piped := &checkedTotals{totals: totals{name: uniqueName(t, "piped"), version: 1}}
+	piped := &queuedTotals{checkedTotals: checkedTotals{totals: totals{name: uniqueName(t, "piped"), version: 1}}}
 	plain := &checkedTotals{totals: totals{name: uniqueName(t, "plain"), version: 1}}
-	require.NoError(t, e.mgr.Register(piped, projection.WithPipelining()))
+	require.NoError(t, e.mgr.Register(piped))
 	require.NoError(t, e.mgr.Register(plain))
 	ctx := context.Background()
 	l := newLedger()
@@ -110,18 +181,17 @@ func TestPipeliningReadsItsWritesAndTheDefaultKeepsTags(t *testing.T) {
 	run := startRunner(t, e.mgr)
 	waitFor(t, e.mgr, last, progressWait, piped.Name(), plain.Name())
 	require.NoError(t, run.stop())
-	for _, p := range []*checkedTotals{piped, plain} {
-		require.Equal(t, want, modelRows(t, e.store, p.Name()), p.Name())
+	for _, name := range []string{piped.Name(), plain.Name()} {
+		require.Equal(t, want, modelRows(t, e.store, name), name)
 	}
-	require.Contains(t, piped.rowsAffected(), int64(0), "a pipelined Exec has no tag yet")
-	require.NotContains(t, plain.rowsAffected(), int64(0), "without pipelining every Exec reports its row")
+	require.NotContains(t, plain.rowsAffected(), int64(0), "a plain projector's Exec reports its row")
 
-	for _, p := range []*checkedTotals{piped, plain} {
-		rep, err := e.mgr.Rebuild(ctx, p.Name(), projection.RebuildOptions{})
+	for _, name := range []string{piped.Name(), plain.Name()} {
+		rep, err := e.mgr.Rebuild(ctx, name, projection.RebuildOptions{})
 		require.NoError(t, err)
 		require.True(t, rep.Swapped)
-		require.Equal(t, want, modelRows(t, e.store, p.Name()), p.Name())
-		verifyIdentical(t, e.mgr, p.Name())
+		require.Equal(t, want, modelRows(t, e.store, name), name)
+		verifyIdentical(t, e.mgr, name)
 	}
 }
 
@@ -131,10 +201,10 @@ func TestPipeliningReadsItsWritesAndTheDefaultKeepsTags(t *testing.T) {
 func TestPipelinedFailuresWithStatementsInFlight(t *testing.T) {
 	e := newEnv(t, projection.Config{BatchSize: 5000, Retry: fastRetry, LeaderRetry: 50 * time.Millisecond, Policy: projection.PolicyDeadLetter})
 	hook := newPoison(false)
-	inGo := &totals{name: uniqueName(t, "inflight_go"), version: 1, fail: hook.hook}
-	onServer := &checkedTotals{totals: totals{name: uniqueName(t, "inflight_pg"), version: 1}}
-	require.NoError(t, e.mgr.Register(inGo, projection.WithPipelining()))
-	require.NoError(t, e.mgr.Register(onServer, projection.WithPipelining()))
+	inGo := &queuedGoTotals{totals: totals{name: uniqueName(t, "inflight_go"), version: 1, fail: hook.hook}}
+	onServer := &queuedTotals{checkedTotals: checkedTotals{totals: totals{name: uniqueName(t, "inflight_pg"), version: 1}}}
+	require.NoError(t, e.mgr.Register(inGo))
+	require.NoError(t, e.mgr.Register(onServer))
 	ctx := context.Background()
 	l := newLedger()
 	appendMany := func(stream string, n int) {

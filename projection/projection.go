@@ -46,14 +46,20 @@ type Projector interface {
 	// Apply applies one event to the read model in tx. Returning an error
 	// (or panicking) is a failure: the transaction is rolled back and the
 	// event retried, then handled by the projection's failure policy.
-	//
-	// For a projector registered WithPipelining, when several events are
-	// applied in one transaction (catching up, rebuilding), tx pipelines
-	// Exec: statements are sent together, Exec returns an empty CommandTag,
-	// and its error surfaces later, failing the batch, whose events are then
-	// applied one at a time without pipelining. Reads through tx see every
-	// write before them.
+	// tx is the real transaction; a projector that wants its statements
+	// pipelined is a QueueProjector.
 	Apply(ctx context.Context, tx pgx.Tx, event eventstore.RecordedEvent) error
+}
+
+// QueueProjector is a Projector whose writes may be pipelined: the manager
+// calls ApplyQueued instead of Apply, with a Queue that pipelines the
+// projector's statements when several events are applied in one
+// transaction (see Queue). Its Apply should do the same as ApplyQueued
+// over Direct(tx). Handlers is one, for the handlers registered with
+// OnQueued.
+type QueueProjector interface {
+	Projector
+	ApplyQueued(ctx context.Context, q *Queue, e eventstore.RecordedEvent) error
 }
 
 // BatchProjector is a Projector that can apply many events at once (with

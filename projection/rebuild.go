@@ -290,10 +290,10 @@ func (b *builder) shadow(ctx context.Context) (RebuildReport, error) {
 			if len(events) == 0 {
 				break
 			}
-			if err := applyEvents(ctx, tx, b.p, events); err != nil {
+			if err := applyEvents(ctx, tx, nil, b.p, events); err != nil {
 				return err
 			}
-			if err := advance(ctx, tx, events); err != nil {
+			if err := advance(ctx, Direct(tx), events); err != nil {
 				return err
 			}
 			pos = events[len(events)-1].Position
@@ -359,10 +359,10 @@ func (b *builder) inPlace(ctx context.Context) (RebuildReport, error) {
 			if pg.err != nil {
 				return pg.err
 			}
-			if err := applyEvents(ctx, tx, b.p, pg.events); err != nil {
+			if err := applyEvents(ctx, tx, nil, b.p, pg.events); err != nil {
 				return err
 			}
-			if err := advance(ctx, tx, pg.events); err != nil {
+			if err := advance(ctx, Direct(tx), pg.events); err != nil {
 				return err
 			}
 			pos = pg.events[len(pg.events)-1].Position

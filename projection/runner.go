@@ -420,7 +420,7 @@ func (m *Manager) deadLetter(ctx context.Context, conn *pgx.Conn, name string, p
 			e.Type, cause.Error(), attempts, since.Microseconds()); err != nil {
 			return err
 		}
-		if err := advance(ctx, tx, []eventstore.RecordedEvent{e}); err != nil {
+		if err := advance(ctx, Direct(tx), []eventstore.RecordedEvent{e}); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, "SELECT pg_notify($1, $2)", m.channel, name)

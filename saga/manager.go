@@ -151,10 +151,10 @@ func (m *Manager) Register(s Saga) error {
 	}
 	m.mu.Unlock()
 	p := &sagaProjector{m: m, s: s}
-	// Pipelining: an event's handling is one query (the instance, locked)
-	// and writes that never read their row counts, so a batch of events
-	// costs about one round trip each instead of five.
-	if err := m.projections.Register(p, projection.WithSideEffects(), projection.WithPolicy(m.cfg.Policy), projection.WithPipelining()); err != nil {
+	// A QueueProjector: an event's handling is one query (the instance,
+	// locked) and writes that never read their row counts, so a batch of
+	// events costs about one round trip each instead of five.
+	if err := m.projections.Register(p, projection.WithSideEffects(), projection.WithPolicy(m.cfg.Policy)); err != nil {
 		return fmt.Errorf("saga %s: %w", s.sagaName(), err)
 	}
 	m.mu.Lock()
@@ -196,12 +196,16 @@ func (p *sagaProjector) Version() int                        { return 1 }
 func (p *sagaProjector) Setup(context.Context, pgx.Tx) error { return nil }
 func (p *sagaProjector) EventTypes() []string                { return p.s.eventTypes() }
 func (p *sagaProjector) Apply(ctx context.Context, tx pgx.Tx, rec eventstore.RecordedEvent) error {
-	return p.m.handleEvent(ctx, tx, p.s, rec)
+	return p.ApplyQueued(ctx, projection.Direct(tx), rec)
+}
+
+func (p *sagaProjector) ApplyQueued(ctx context.Context, q *projection.Queue, rec eventstore.RecordedEvent) error {
+	return p.m.handleEvent(ctx, q, p.s, rec)
 }
 
 // handleEvent routes one event to its instance, in the projection's
 // transaction (which also advances the checkpoint).
-func (m *Manager) handleEvent(ctx context.Context, tx pgx.Tx, s runner, rec eventstore.RecordedEvent) error {
+func (m *Manager) handleEvent(ctx context.Context, tx *projection.Queue, s runner, rec eventstore.RecordedEvent) error {
 	decoded, err := m.registry.Decode(rec)
 	if err != nil {
 		return err
@@ -236,7 +240,7 @@ func (m *Manager) handleEvent(ctx context.Context, tx pgx.Tx, s runner, rec even
 // commands of an instance still active, hands those to the saga's
 // OnWithdrawn handler in the same transaction (whose own effects can
 // withdraw nothing more: the earlier handling took every unsent one).
-func (m *Manager) persist(ctx context.Context, tx pgx.Tx, s runner, inst *instance, fx *effects, cause, causationID string, now time.Time) error {
+func (m *Manager) persist(ctx context.Context, tx *projection.Queue, s runner, inst *instance, fx *effects, cause, causationID string, now time.Time) error {
 	withdrawn, err := m.q.persist(ctx, tx, s.sagaName(), inst, fx, cause, causationID)
 	if err != nil || len(withdrawn) == 0 || fx.status != StatusActive || !s.handlesWithdrawn() {
 		return err

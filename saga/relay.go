@@ -12,6 +12,7 @@ import (
 	"github.com/cairn-es/cairn/command"
 	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/internal/pgerr"
+	"github.com/cairn-es/cairn/projection"
 	"github.com/cairn-es/cairn/retry"
 )
 
@@ -337,7 +338,7 @@ func (m *Manager) rejected(ctx context.Context, r outboxRow, cmd any, cause erro
 		return fmt.Errorf("saga %s is not registered", r.saga)
 	}
 	return pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
-		inst, err := m.q.loadInstance(ctx, tx, r.saga, r.instanceID)
+		inst, err := m.q.loadInstance(ctx, projection.Direct(tx), r.saga, r.instanceID)
 		if err != nil {
 			return err
 		}
@@ -354,7 +355,7 @@ func (m *Manager) rejected(ctx context.Context, r outboxRow, cmd any, cause erro
 		if err != nil {
 			return err
 		}
-		return m.persist(ctx, tx, s, inst, fx, "rejected:"+r.commandID, r.commandID, time.Now())
+		return m.persist(ctx, projection.Direct(tx), s, inst, fx, "rejected:"+r.commandID, r.commandID, time.Now())
 	})
 }
 
@@ -364,7 +365,7 @@ func (m *Manager) rejected(ctx context.Context, r outboxRow, cmd any, cause erro
 // that its outcome does not hide the dead command.
 func (m *Manager) dead(ctx context.Context, r outboxRow, cause error) error {
 	return pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
-		inst, err := m.q.loadInstance(ctx, tx, r.saga, r.instanceID)
+		inst, err := m.q.loadInstance(ctx, projection.Direct(tx), r.saga, r.instanceID)
 		if err != nil {
 			return err
 		}
@@ -381,7 +382,7 @@ func (m *Manager) dead(ctx context.Context, r outboxRow, cause error) error {
 		for i := len(inst.compensations) - 1; i >= 0; i-- {
 			fx.sends = append(fx.sends, queuedCommand{storedCommand: inst.compensations[i]})
 		}
-		_, err = m.q.persist(ctx, tx, r.saga, inst, fx, "dead:"+r.commandID, r.commandID)
+		_, err = m.q.persist(ctx, projection.Direct(tx), r.saga, inst, fx, "dead:"+r.commandID, r.commandID)
 		return err
 	})
 }

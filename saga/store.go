@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/cairn-es/cairn/projection"
 )
 
 // commandNamespace roots the derived IDs of the commands sagas send.
@@ -150,10 +152,14 @@ func newQueries(schema string) queries {
 // loadInstance reads and locks an instance: everything an instance
 // handles takes this lock first, so its messages are handled one at a time
 // and no two transactions lock in different orders.
-func (q *queries) loadInstance(ctx context.Context, tx pgx.Tx, sagaName, id string) (*instance, error) {
+func (q *queries) loadInstance(ctx context.Context, w *projection.Queue, sagaName, id string) (*instance, error) {
 	inst := &instance{id: id}
+	tx, err := w.Tx(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var comps []byte
-	err := tx.QueryRow(ctx, q.load, sagaName, id).Scan(&inst.status, &inst.state, &comps, &inst.correlationID)
+	err = tx.QueryRow(ctx, q.load, sagaName, id).Scan(&inst.status, &inst.state, &comps, &inst.correlationID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return inst, nil
 	}
@@ -173,11 +179,13 @@ type withdrawnCommand struct {
 	payload []byte
 }
 
-// persist writes what a handling decided, in the handling's transaction.
+// persist writes what a handling decided, in the handling's transaction,
+// through w: the projection's Queue (pipelined when the daemon applies
+// several events at once), or Direct over the relay's or timer's own.
 // cause names the message (see commandID); causationID is what the sent
 // commands name as their cause. It returns the commands queued earlier
 // that the handling withdrew (see Context.Send).
-func (q *queries) persist(ctx context.Context, tx pgx.Tx, sagaName string, inst *instance, fx *effects, cause, causationID string) ([]withdrawnCommand, error) {
+func (q *queries) persist(ctx context.Context, w *projection.Queue, sagaName string, inst *instance, fx *effects, cause, causationID string) ([]withdrawnCommand, error) {
 	comps, err := json.Marshal(fx.compensations)
 	if err != nil {
 		return nil, err
@@ -185,12 +193,16 @@ func (q *queries) persist(ctx context.Context, tx pgx.Tx, sagaName string, inst 
 	if fx.compensations == nil {
 		comps = []byte("[]")
 	}
-	if _, err := tx.Exec(ctx, q.save, sagaName, inst.id, fx.status, []byte(fx.state), comps, fx.outcome, inst.correlationID); err != nil {
+	if err := w.Exec(ctx, q.save, sagaName, inst.id, fx.status, []byte(fx.state), comps, fx.outcome, inst.correlationID); err != nil {
 		return nil, fmt.Errorf("saga %s: saving instance %s: %w", sagaName, inst.id, err)
 	}
 	var withdrawn []withdrawnCommand
 	if fx.withdraws() {
 		// Before queueing this handling's own commands, which go out.
+		tx, err := w.Tx(ctx)
+		if err != nil {
+			return nil, err
+		}
 		rows, _ := tx.Query(ctx, q.withdraw, sagaName, inst.id)
 		withdrawn, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (withdrawnCommand, error) {
 			var w withdrawnCommand
@@ -202,23 +214,23 @@ func (q *queries) persist(ctx context.Context, tx pgx.Tx, sagaName string, inst 
 	}
 	wake := false
 	if len(fx.sends) > 0 {
-		if err := q.enqueue(ctx, tx, sagaName, inst, fx, cause, causationID); err != nil {
+		if err := q.enqueue(ctx, w, sagaName, inst, fx, cause, causationID); err != nil {
 			return nil, err
 		}
 		wake = true
 	}
 	if fx.status != StatusActive {
-		if _, err := tx.Exec(ctx, q.dropTimeouts, sagaName, inst.id); err != nil {
+		if err := w.Exec(ctx, q.dropTimeouts, sagaName, inst.id); err != nil {
 			return nil, err
 		}
 	} else {
 		for name := range fx.cancel {
-			if _, err := tx.Exec(ctx, q.cancel, sagaName, inst.id, name); err != nil {
+			if err := w.Exec(ctx, q.cancel, sagaName, inst.id, name); err != nil {
 				return nil, err
 			}
 		}
 		for name, after := range fx.schedule {
-			if _, err := tx.Exec(ctx, q.schedule, sagaName, inst.id, name, after.Microseconds()); err != nil {
+			if err := w.Exec(ctx, q.schedule, sagaName, inst.id, name, after.Microseconds()); err != nil {
 				return nil, err
 			}
 			wake = true
@@ -228,13 +240,13 @@ func (q *queries) persist(ctx context.Context, tx pgx.Tx, sagaName string, inst 
 				continue
 			}
 			id := commandID(sagaName, inst.id, cause, i)
-			if _, err := tx.Exec(ctx, q.scheduleAfterSend, sagaName, inst.id, c.deadline.name, id, c.deadline.after.Microseconds()); err != nil {
+			if err := w.Exec(ctx, q.scheduleAfterSend, sagaName, inst.id, c.deadline.name, id, c.deadline.after.Microseconds()); err != nil {
 				return nil, err
 			}
 		}
 	}
 	if wake {
-		if _, err := tx.Exec(ctx, q.notify, q.channel, sagaName); err != nil {
+		if err := w.Exec(ctx, q.notify, q.channel, sagaName); err != nil {
 			return nil, err
 		}
 	}
@@ -243,7 +255,7 @@ func (q *queries) persist(ctx context.Context, tx pgx.Tx, sagaName string, inst 
 
 // enqueue queues the commands a handling decided, in order, under IDs
 // derived from cause.
-func (q *queries) enqueue(ctx context.Context, tx pgx.Tx, sagaName string, inst *instance, fx *effects, cause, causationID string) error {
+func (q *queries) enqueue(ctx context.Context, w *projection.Queue, sagaName string, inst *instance, fx *effects, cause, causationID string) error {
 	n := len(fx.sends)
 	ids, types, payloads := make([]string, n), make([]string, n), make([]string, n)
 	withdrawable := make([]bool, n)
@@ -251,7 +263,7 @@ func (q *queries) enqueue(ctx context.Context, tx pgx.Tx, sagaName string, inst 
 		ids[i] = commandID(sagaName, inst.id, cause, i)
 		types[i], payloads[i], withdrawable[i] = c.Type, string(c.Payload), c.withdrawable
 	}
-	if _, err := tx.Exec(ctx, q.enqueueSQL, sagaName, inst.id, inst.correlationID, causationID, ids, types, payloads, withdrawable); err != nil {
+	if err := w.Exec(ctx, q.enqueueSQL, sagaName, inst.id, inst.correlationID, causationID, ids, types, payloads, withdrawable); err != nil {
 		return fmt.Errorf("saga %s: queueing commands of instance %s: %w", sagaName, inst.id, err)
 	}
 	return nil

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/cairn-es/cairn/projection"
 )
 
 // heldBackPoll is how soon the timer looks again at a timeout that is due
@@ -92,7 +94,7 @@ func (m *Manager) fire(ctx context.Context, d dueTimeout) error {
 	}
 	fired := false
 	err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
-		inst, err := m.q.loadInstance(ctx, tx, d.saga, d.instanceID)
+		inst, err := m.q.loadInstance(ctx, projection.Direct(tx), d.saga, d.instanceID)
 		if err != nil {
 			return err
 		}
@@ -112,7 +114,7 @@ func (m *Manager) fire(ctx context.Context, d dueTimeout) error {
 			return err
 		}
 		cause := "timeout:" + d.name + ":" + d.due.UTC().Format(time.RFC3339Nano)
-		if err := m.persist(ctx, tx, s, inst, fx, cause, "timeout:"+d.name, now); err != nil {
+		if err := m.persist(ctx, projection.Direct(tx), s, inst, fx, cause, "timeout:"+d.name, now); err != nil {
 			return err
 		}
 		fired = true

@@ -7,7 +7,6 @@ import (
 	"github.com/cairn-es/cairn/app"
 	"github.com/cairn-es/cairn/command"
 	"github.com/cairn-es/cairn/examples/orders/ordering"
-	"github.com/cairn-es/cairn/projection"
 	"github.com/cairn-es/cairn/query"
 	"github.com/cairn-es/cairn/server"
 )
@@ -52,7 +51,7 @@ func (Module) RegisterCommands(c *app.Commands) error {
 
 // RegisterReadModels implements app.ReadModelModule.
 func (m Module) RegisterReadModels(r *app.ReadModels) error {
-	return r.Projections.Register(newInventoryLevels(r.Registry, m.Prefix+InventoryLevelsProjection), projection.WithPipelining())
+	return r.Projections.Register(newInventoryLevels(r.Registry, m.Prefix+InventoryLevelsProjection))
 }
 
 // RegisterAPI implements app.APIModule.

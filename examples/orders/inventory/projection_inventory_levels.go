@@ -23,17 +23,17 @@ type inventoryLevels struct {
 
 func newInventoryLevels(registry *eventstore.Registry, name string) *inventoryLevels {
 	p := &inventoryLevels{Handlers: projection.NewHandlers(registry), name: name}
-	projection.On(p.Handlers, func(ctx context.Context, tx pgx.Tx, e StockAdded, rec eventstore.RecordedEvent) error {
-		return move(ctx, tx, rec, e.SKU, e.Quantity, 0, 0)
+	projection.OnQueued(p.Handlers, func(ctx context.Context, q *projection.Queue, e StockAdded, rec eventstore.RecordedEvent) error {
+		return move(ctx, q, rec, e.SKU, e.Quantity, 0, 0)
 	})
-	projection.On(p.Handlers, func(ctx context.Context, tx pgx.Tx, e InventoryReserved, rec eventstore.RecordedEvent) error {
-		return move(ctx, tx, rec, e.SKU, -e.Quantity, e.Quantity, 0)
+	projection.OnQueued(p.Handlers, func(ctx context.Context, q *projection.Queue, e InventoryReserved, rec eventstore.RecordedEvent) error {
+		return move(ctx, q, rec, e.SKU, -e.Quantity, e.Quantity, 0)
 	})
-	projection.On(p.Handlers, func(ctx context.Context, tx pgx.Tx, e ReservationReleased, rec eventstore.RecordedEvent) error {
-		return move(ctx, tx, rec, e.SKU, e.Quantity, -e.Quantity, 0)
+	projection.OnQueued(p.Handlers, func(ctx context.Context, q *projection.Queue, e ReservationReleased, rec eventstore.RecordedEvent) error {
+		return move(ctx, q, rec, e.SKU, e.Quantity, -e.Quantity, 0)
 	})
-	projection.On(p.Handlers, func(ctx context.Context, tx pgx.Tx, e ReservationCommitted, rec eventstore.RecordedEvent) error {
-		return move(ctx, tx, rec, e.SKU, 0, -e.Quantity, e.Quantity)
+	projection.OnQueued(p.Handlers, func(ctx context.Context, q *projection.Queue, e ReservationCommitted, rec eventstore.RecordedEvent) error {
+		return move(ctx, q, rec, e.SKU, 0, -e.Quantity, e.Quantity)
 	})
 	// InventoryReservationFailed changes no level, so the projection does
 	// not subscribe to it (and a SKU that was only ever asked for has no
@@ -56,10 +56,10 @@ func (p *inventoryLevels) Setup(ctx context.Context, tx pgx.Tx) error {
 	return err
 }
 
-// move adds the deltas to the SKU's row, creating it at zero first. It
-// never reads RowsAffected, so the projection may pipeline.
-func move(ctx context.Context, tx pgx.Tx, rec eventstore.RecordedEvent, sku string, available, reserved, sold int) error {
-	_, err := tx.Exec(ctx, `
+// move queues the deltas for the SKU's row, creating it at zero first: it
+// never needs the row count, so it may be pipelined.
+func move(ctx context.Context, q *projection.Queue, rec eventstore.RecordedEvent, sku string, available, reserved, sold int) error {
+	err := q.Exec(ctx, `
 		INSERT INTO inventory_levels AS l (sku, available, reserved, sold, updated_at) VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (sku) DO UPDATE SET available = l.available + excluded.available,
 			reserved = l.reserved + excluded.reserved, sold = l.sold + excluded.sold,

@@ -7,7 +7,6 @@ import (
 	"github.com/cairn-es/cairn/app"
 	"github.com/cairn-es/cairn/command"
 	"github.com/cairn-es/cairn/eventstore"
-	"github.com/cairn-es/cairn/projection"
 	"github.com/cairn-es/cairn/query"
 	"github.com/cairn-es/cairn/server"
 )
@@ -60,10 +59,11 @@ func (Module) RegisterCommands(c *app.Commands) error {
 // RegisterReadModels implements app.ReadModelModule.
 func (m Module) RegisterReadModels(r *app.ReadModels) error {
 	summary, sales := m.readModels(r.Registry)
-	// Neither projector reads RowsAffected, so both may pipeline.
+	// Both write through projection.Queue (OnQueued), so catching up and
+	// rebuilding pipeline their statements.
 	return errors.Join(
-		r.Projections.Register(summary, projection.WithPipelining()),
-		r.Projections.Register(sales, projection.WithPipelining()),
+		r.Projections.Register(summary),
+		r.Projections.Register(sales),
 	)
 }
 

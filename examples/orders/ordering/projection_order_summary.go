@@ -23,21 +23,21 @@ type orderSummary struct {
 
 func newOrderSummary(registry *eventstore.Registry, name string) *orderSummary {
 	p := &orderSummary{Handlers: projection.NewHandlers(registry), name: name}
-	projection.On(p.Handlers, p.placed)
-	projection.On(p.Handlers, func(ctx context.Context, tx pgx.Tx, e OrderReserved, rec eventstore.RecordedEvent) error {
-		return setStatus(ctx, tx, e.OrderID, StatusReserved, rec)
+	projection.OnQueued(p.Handlers, p.placed)
+	projection.OnQueued(p.Handlers, func(ctx context.Context, q *projection.Queue, e OrderReserved, rec eventstore.RecordedEvent) error {
+		return setStatus(ctx, q, e.OrderID, StatusReserved, rec)
 	})
-	projection.On(p.Handlers, func(ctx context.Context, tx pgx.Tx, e OrderPaid, rec eventstore.RecordedEvent) error {
-		return setStatus(ctx, tx, e.OrderID, StatusPaid, rec)
+	projection.OnQueued(p.Handlers, func(ctx context.Context, q *projection.Queue, e OrderPaid, rec eventstore.RecordedEvent) error {
+		return setStatus(ctx, q, e.OrderID, StatusPaid, rec)
 	})
-	projection.On(p.Handlers, func(ctx context.Context, tx pgx.Tx, e OrderCompleted, rec eventstore.RecordedEvent) error {
-		return setStatus(ctx, tx, e.OrderID, StatusCompleted, rec)
+	projection.OnQueued(p.Handlers, func(ctx context.Context, q *projection.Queue, e OrderCompleted, rec eventstore.RecordedEvent) error {
+		return setStatus(ctx, q, e.OrderID, StatusCompleted, rec)
 	})
-	projection.On(p.Handlers, func(ctx context.Context, tx pgx.Tx, e OrderRejected, rec eventstore.RecordedEvent) error {
-		return setStatus(ctx, tx, e.OrderID, StatusRejected, rec)
+	projection.OnQueued(p.Handlers, func(ctx context.Context, q *projection.Queue, e OrderRejected, rec eventstore.RecordedEvent) error {
+		return setStatus(ctx, q, e.OrderID, StatusRejected, rec)
 	})
-	projection.On(p.Handlers, func(ctx context.Context, tx pgx.Tx, e OrderCancelled, rec eventstore.RecordedEvent) error {
-		return setStatus(ctx, tx, e.OrderID, StatusCancelled, rec)
+	projection.OnQueued(p.Handlers, func(ctx context.Context, q *projection.Queue, e OrderCancelled, rec eventstore.RecordedEvent) error {
+		return setStatus(ctx, q, e.OrderID, StatusCancelled, rec)
 	})
 	return p
 }
@@ -70,8 +70,8 @@ func (p *orderSummary) Setup(ctx context.Context, tx pgx.Tx) error {
 
 // placed upserts, so that the projector never depends on what the table
 // holds: applying an event twice gives the same row.
-func (p *orderSummary) placed(ctx context.Context, tx pgx.Tx, e OrderPlaced, rec eventstore.RecordedEvent) error {
-	_, err := tx.Exec(ctx, `
+func (p *orderSummary) placed(ctx context.Context, q *projection.Queue, e OrderPlaced, rec eventstore.RecordedEvent) error {
+	err := q.Exec(ctx, `
 		INSERT INTO order_summary (order_id, customer_id, status, total_cents, item_count, created_at, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $6)
 		ON CONFLICT (order_id) DO UPDATE SET customer_id = excluded.customer_id, status = excluded.status,
@@ -81,10 +81,10 @@ func (p *orderSummary) placed(ctx context.Context, tx pgx.Tx, e OrderPlaced, rec
 	return err
 }
 
-// setStatus never reads RowsAffected, which is what lets the projection be
-// registered WithPipelining.
-func setStatus(ctx context.Context, tx pgx.Tx, orderID string, s Status, rec eventstore.RecordedEvent) error {
-	_, err := tx.Exec(ctx, `UPDATE order_summary SET status = $2, updated_at = $3 WHERE order_id = $1`,
+// setStatus queues the order's new status: it never needs the row count,
+// so it may be pipelined.
+func setStatus(ctx context.Context, q *projection.Queue, orderID string, s Status, rec eventstore.RecordedEvent) error {
+	err := q.Exec(ctx, `UPDATE order_summary SET status = $2, updated_at = $3 WHERE order_id = $1`,
 		orderID, s, rec.RecordedAt)
 	return err
 }

@@ -23,7 +23,7 @@ type salesByDay struct {
 
 func newSalesByDay(registry *eventstore.Registry, name string) *salesByDay {
 	p := &salesByDay{Handlers: projection.NewHandlers(registry), name: name}
-	projection.On(p.Handlers, p.completed)
+	projection.OnQueued(p.Handlers, p.completed)
 	return p
 }
 
@@ -41,11 +41,11 @@ func (p *salesByDay) Setup(ctx context.Context, tx pgx.Tx) error {
 	return err
 }
 
-func (p *salesByDay) completed(ctx context.Context, tx pgx.Tx, e OrderCompleted, rec eventstore.RecordedEvent) error {
+func (p *salesByDay) completed(ctx context.Context, q *projection.Queue, e OrderCompleted, rec eventstore.RecordedEvent) error {
 	// RecordedAt is UTC, so the day is the UTC day, whatever the session's
 	// time zone.
 	day := rec.RecordedAt.UTC().Format("2006-01-02")
-	_, err := tx.Exec(ctx, `
+	err := q.Exec(ctx, `
 		INSERT INTO sales_by_day (day, orders_completed, revenue_cents, items_sold) VALUES ($1::date, 1, $2, $3)
 		ON CONFLICT (day) DO UPDATE SET orders_completed = sales_by_day.orders_completed + 1,
 			revenue_cents = sales_by_day.revenue_cents + excluded.revenue_cents,
