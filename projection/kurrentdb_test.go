@@ -177,32 +177,8 @@ func TestKurrentDBLogProjectedExactlyOnceWithTheCheckpointInTheModelTransaction(
 
 	l := newLedger()
 	const writers, perWriter = 4, 120
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Go(func() {
-			ctx := context.Background()
-			for i := range perWriter {
-				stream := fmt.Sprintf("acct-%d", (w+i)%7)
-				n := 1 + i%3
-				events := make([]eventstore.Event, n)
-				amounts := make([]int64, n)
-				for j := range events {
-					amounts[j] = int64(rand.IntN(1000))
-					events[j] = added(int(amounts[j]))
-				}
-				res, err := writer.Append(ctx, stream, eventstore.Any, events)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				for _, amt := range amounts {
-					l.record(stream, amt, res.Position)
-				}
-			}
-		})
-	}
-	writing := make(chan struct{})
-	go func() { wg.Wait(); close(writing) }()
+	// Hot streams shared by writers, and batches of several events.
+	writing := l.writeConcurrently(t, writer, writers, perWriter, 7)
 
 	// Snapshots of the model, checked against the log once it is complete.
 	var snapshots []modelState

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -89,33 +88,8 @@ func TestTwoRunnersApplyEveryEventExactlyOnce(t *testing.T) {
 
 	l := newLedger()
 	const writers, perWriter = 6, 150
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Go(func() {
-			ctx := context.Background()
-			for i := range perWriter {
-				// Hot streams shared by writers, and batches of several events.
-				stream := fmt.Sprintf("acct-%d", (w+i)%9)
-				n := 1 + i%3
-				events := make([]eventstore.Event, n)
-				amounts := make([]int64, n)
-				for j := range events {
-					amounts[j] = int64(rand.IntN(1000))
-					events[j] = added(int(amounts[j]))
-				}
-				res, err := e.store.Append(ctx, stream, eventstore.Any, events)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				for _, amt := range amounts {
-					l.record(stream, amt, res.Position)
-				}
-			}
-		})
-	}
-	writing := make(chan struct{})
-	go func() { wg.Wait(); close(writing) }()
+	// Hot streams shared by writers, and batches of several events.
+	writing := l.writeConcurrently(t, e.store, writers, perWriter, 9)
 
 	// Chaos while the writers write: kill the leader's session (a crash
 	// mid-batch as far as PostgreSQL is concerned), or stop and restart a

@@ -3,6 +3,8 @@ package projection_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -245,4 +247,38 @@ func waitLag(t testing.TB, mgr *projection.Manager, name string, want int64) pro
 		assert.Equal(c, want, st.Lag, "lag")
 	}, progressWait, pollEvery)
 	return st
+}
+
+// writeConcurrently starts writers that each append perWriter batches of
+// one to three Added events to streams acct-0 … acct-(streams-1), shared
+// between writers, recording every event in l. The channel closes when all
+// have written.
+func (l *ledger) writeConcurrently(t testing.TB, store eventstore.Appender, writers, perWriter, streams int) <-chan struct{} {
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			ctx := context.Background()
+			for i := range perWriter {
+				stream := fmt.Sprintf("acct-%d", (w+i)%streams)
+				n := 1 + i%3
+				events := make([]eventstore.Event, n)
+				amounts := make([]int64, n)
+				for j := range events {
+					amounts[j] = int64(rand.IntN(1000))
+					events[j] = added(int(amounts[j]))
+				}
+				res, err := store.Append(ctx, stream, eventstore.Any, events)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for _, amt := range amounts {
+					l.record(stream, amt, res.Position)
+				}
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	return done
 }

@@ -296,3 +296,23 @@ func readJob(t *testing.T, store eventstore.StreamReader, registry *eventstore.R
 }
 
 func uniqueName(base string) string { return fmt.Sprintf("%s_%x", base, pgtest.Suffix()%0xffffffff) }
+
+// loseFirstAnswers is middleware under which the relay learns nothing from
+// the first send of each command of type typ: the command is handled, but
+// the relay sees an error, as when the connection drops before the answer.
+func loseFirstAnswers(typ string) command.Middleware {
+	var mu sync.Mutex
+	lost := map[string]bool{}
+	return func(next command.Handler) command.Handler {
+		return func(ctx context.Context, env command.Envelope) (command.Result, error) {
+			res, err := next(ctx, env)
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil && !lost[env.ID] && env.Type() == typ {
+				lost[env.ID] = true
+				return command.Result{}, errors.New("connection reset by peer")
+			}
+			return res, err
+		}
+	}
+}
