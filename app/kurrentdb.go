@@ -13,6 +13,7 @@ import (
 
 	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/eventstore/kurrentdb"
+	"github.com/cairn-es/cairn/internal/pgconnect"
 )
 
 // KurrentDBCheckTimeout bounds the first read OpenKurrentDB makes to check
@@ -58,7 +59,7 @@ func OpenKurrentDB(ctx context.Context, connString string, logger *slog.Logger) 
 	if logger == nil {
 		logger = slog.Default()
 	}
-	shown := maskPassword(connString)
+	shown := pgconnect.Mask(connString)
 	if !IsKurrentDBURL(connString) {
 		return nil, nil, fmt.Errorf("app: %q: %w (kurrentdb://HOST:PORT?tls=false, say)", shown, ErrNotKurrentDB)
 	}
@@ -131,17 +132,4 @@ func clientLog(logger *slog.Logger) kdb.LoggingFunc {
 	return func(level kdb.LogLevel, format string, args ...any) {
 		logger.Debug("kurrentdb client: "+fmt.Sprintf(format, args...), "client_level", level)
 	}
-}
-
-// maskPassword hides the password of a URL in messages.
-func maskPassword(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	if _, ok := u.User.Password(); !ok {
-		return s
-	}
-	u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	return u.String()
 }

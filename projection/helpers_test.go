@@ -87,15 +87,5 @@ func uniqueName(t *testing.T, base string) string {
 
 func modelRows(t *testing.T, store *postgres.Store, schema string) map[string][2]int64 {
 	t.Helper()
-	rows, err := store.Pool().Query(context.Background(), "SELECT stream_id, total, events FROM "+pgx.Identifier{schema, "totals"}.Sanitize())
-	require.NoError(t, err)
-	out := map[string][2]int64{}
-	for rows.Next() {
-		var id string
-		var total, n int64
-		require.NoError(t, rows.Scan(&id, &total, &n))
-		out[id] = [2]int64{total, n}
-	}
-	require.NoError(t, rows.Err())
-	return out
+	return totalsOf(t, store.Pool(), schema)
 }

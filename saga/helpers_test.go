@@ -144,15 +144,24 @@ func (e *env) append(ctx context.Context, jobID string, events ...any) (eventsto
 	e.mu.Lock()
 	e.handled[c.CommandID]++
 	e.mu.Unlock()
+	evs, err := encodeAll(e.registry, events...)
+	if err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	return e.store.Append(ctx, "job-"+jobID, eventstore.Any, evs, c.Stamp(evs)...)
+}
+
+// encodeAll encodes events through registry.
+func encodeAll(registry *eventstore.Registry, events ...any) ([]eventstore.Event, error) {
 	evs := make([]eventstore.Event, len(events))
 	for i, v := range events {
-		ev, err := e.registry.Encode(v)
+		ev, err := registry.Encode(v)
 		if err != nil {
-			return eventstore.AppendResult{}, err
+			return nil, err
 		}
 		evs[i] = ev
 	}
-	return e.store.Append(ctx, "job-"+jobID, eventstore.Any, evs, c.Stamp(evs)...)
+	return evs, nil
 }
 
 // maxHandled is the most runs of any one command's handler.

@@ -103,13 +103,9 @@ func (e *kEnv) append(ctx context.Context, store *kurrentdb.Store, jobID string,
 	e.mu.Lock()
 	e.handled[c.CommandID]++
 	e.mu.Unlock()
-	evs := make([]eventstore.Event, len(events))
-	for i, v := range events {
-		ev, err := e.registry.Encode(v)
-		if err != nil {
-			return eventstore.AppendResult{}, err
-		}
-		evs[i] = ev
+	evs, err := encodeAll(e.registry, events...)
+	if err != nil {
+		return eventstore.AppendResult{}, err
 	}
 	return store.Append(ctx, "job-"+jobID, eventstore.Any, evs, c.Stamp(evs)...)
 }

@@ -18,9 +18,10 @@ var (
 	urlPassword = regexp.MustCompile(`(://[^:/@]*:)[^@]*@`)
 )
 
-// mask hides the passwords a connection string carries: the userinfo's and
-// those of password= and sslpassword= settings.
-func mask(s string) string {
+// Mask hides the passwords a connection string carries (PostgreSQL's, or
+// any URL's, KurrentDB's included): the userinfo's and those of password=
+// and sslpassword= settings.
+func Mask(s string) string {
 	if u, err := url.Parse(s); err == nil && u.Scheme != "" && u.Host != "" {
 		if _, ok := u.User.Password(); ok {
 			u.User = url.UserPassword(u.User.Username(), masked)

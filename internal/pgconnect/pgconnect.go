@@ -62,7 +62,7 @@ func Resolve(candidates ...Target) Target {
 }
 
 // Masked is the URL with its password replaced by xxxxx.
-func (t Target) Masked() string { return mask(t.URL) }
+func (t Target) Masked() string { return Mask(t.URL) }
 
 // Parse parses the target's URL into a pool configuration. A URL of
 // another database (mysql://, say) or one that does not parse is an

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/cairn-es/cairn/examples/orders"
 	"github.com/cairn-es/cairn/examples/orders/fulfilment"
 	"github.com/cairn-es/cairn/examples/orders/payment"
+	"github.com/cairn-es/cairn/internal/pgconnect"
 	"github.com/cairn-es/cairn/server"
 )
 
@@ -201,18 +201,5 @@ func (c storeChoice) describe() string {
 	if c.url == "" {
 		return "PostgreSQL (--database-url)"
 	}
-	return "KurrentDB at " + maskedURL(c.url) + " (from " + c.from + ")"
-}
-
-// maskedURL hides a connection string's password.
-func maskedURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	if _, ok := u.User.Password(); !ok {
-		return s
-	}
-	u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	return u.String()
+	return "KurrentDB at " + pgconnect.Mask(c.url) + " (from " + c.from + ")"
 }
