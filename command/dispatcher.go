@@ -45,7 +45,24 @@ type Dispatcher struct {
 type registration struct {
 	goType reflect.Type
 	call   func(ctx context.Context, payload any) (eventstore.AppendResult, error)
+	// appendOnly: AppendOnly.
+	appendOnly bool
 }
+
+// HandlerOption adjusts one handler's registration.
+type HandlerOption func(*registration)
+
+// AppendOnly declares a handler whose only effect is what it appends: it
+// loads an aggregate, decides and appends, and calls nothing else (no
+// payment gateway, no mail). The dispatcher then skips the command-log
+// look-up before calling it, one round trip less per command: the store
+// refuses to record a command ID twice when the handler appends (answering
+// with the first result), and the dispatcher looks the command up only
+// when the handler appended nothing or failed, so that a resubmission the
+// handler now refuses (the order is already placed) still gets the first
+// answer. A handler with other effects must not be AppendOnly: a
+// resubmission would repeat them.
+func AppendOnly() HandlerOption { return func(r *registration) { r.appendOnly = true } }
 
 // Config configures a Dispatcher. The zero value is usable: every zero
 // field takes the default its comment names. The fields other than Chain
@@ -146,7 +163,7 @@ func NewDispatcher(log eventstore.CommandLog, cfg Config) *Dispatcher {
 // The handler runs with a context carrying the command's eventstore.Causation
 // and its Envelope (EnvelopeFrom). It returns the result of the append that
 // recorded its decision, or the zero AppendResult when it appended nothing.
-func Register[C any](d *Dispatcher, h func(ctx context.Context, cmd C) (eventstore.AppendResult, error)) error {
+func Register[C any](d *Dispatcher, h func(ctx context.Context, cmd C) (eventstore.AppendResult, error), opts ...HandlerOption) error {
 	t := reflect.TypeFor[C]()
 	if h == nil {
 		return fmt.Errorf("command: nil handler for %s", t)
@@ -160,18 +177,22 @@ func Register[C any](d *Dispatcher, h func(ctx context.Context, cmd C) (eventsto
 	if _, dup := d.handlers[name]; dup {
 		return &DuplicateHandlerError{CommandType: name, GoType: t.String()}
 	}
-	d.handlers[name] = registration{
+	reg := registration{
 		goType: t,
 		call: func(ctx context.Context, payload any) (eventstore.AppendResult, error) {
 			return h(ctx, payload.(C))
 		},
 	}
+	for _, o := range opts {
+		o(&reg)
+	}
+	d.handlers[name] = reg
 	return nil
 }
 
 // MustRegister is Register that panics on error, for start-up code.
-func MustRegister[C any](d *Dispatcher, h func(ctx context.Context, cmd C) (eventstore.AppendResult, error)) {
-	if err := Register(d, h); err != nil {
+func MustRegister[C any](d *Dispatcher, h func(ctx context.Context, cmd C) (eventstore.AppendResult, error), opts ...HandlerOption) {
+	if err := Register(d, h, opts...); err != nil {
 		panic(err)
 	}
 }
@@ -220,18 +241,9 @@ func (d *Dispatcher) handle(ctx context.Context, env Envelope) (Result, error) {
 	if err != nil {
 		return res, &ValidationError{CommandType: name, CommandID: env.ID, Err: fmt.Errorf("encoding payload: %w", err)}
 	}
-	if d.log != nil {
-		rec, found, err := d.log.HandledCommand(ctx, env.ID)
-		if err != nil {
-			return res, fmt.Errorf("command: looking up command %q: %w", env.ID, err)
-		}
-		if found {
-			// Strict like the stores: a record without a hash was not made
-			// by a dispatcher, so this is not a resubmission of it.
-			if !bytes.Equal(rec.PayloadHash, hash) || rec.Type != name {
-				return res, &eventstore.IdempotencyKeyReusedError{CommandID: env.ID}
-			}
-			return resultOf(env.ID, rec.Result, true), nil
+	if d.log != nil && !reg.appendOnly {
+		if res, found, err := d.handled(ctx, env, name, hash); found || err != nil {
+			return res, err
 		}
 	}
 	ctx = context.WithValue(ctx, envelopeKey{}, env)
@@ -244,10 +256,37 @@ func (d *Dispatcher) handle(ctx context.Context, env Envelope) (Result, error) {
 		Metadata:      env.Metadata,
 	})
 	ar, err := reg.call(ctx, env.Payload)
+	if reg.appendOnly && d.log != nil && (err != nil || ar == (eventstore.AppendResult{})) {
+		// The handler refused or found nothing to do: if this is a
+		// resubmission, the first handling's answer stands.
+		if first, found, lerr := d.handled(ctx, env, name, hash); found {
+			return first, lerr
+		}
+	}
 	if err != nil {
 		return res, err
 	}
 	return resultOf(env.ID, ar, ar.Duplicate), nil
+}
+
+// handled looks the command up in the command log: found, with its first
+// result, when it was handled before (an *eventstore.IdempotencyKeyReusedError
+// when under its ID a different command was).
+func (d *Dispatcher) handled(ctx context.Context, env Envelope, name string, hash []byte) (Result, bool, error) {
+	res := Result{CommandID: env.ID}
+	rec, found, err := d.log.HandledCommand(ctx, env.ID)
+	if err != nil {
+		return res, false, fmt.Errorf("command: looking up command %q: %w", env.ID, err)
+	}
+	if !found {
+		return res, false, nil
+	}
+	// Strict like the stores: a record without a hash was not made by a
+	// dispatcher, so this is not a resubmission of it.
+	if !bytes.Equal(rec.PayloadHash, hash) || rec.Type != name {
+		return res, true, &eventstore.IdempotencyKeyReusedError{CommandID: env.ID}
+	}
+	return resultOf(env.ID, rec.Result, true), true, nil
 }
 
 func resultOf(id string, ar eventstore.AppendResult, dup bool) Result {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/cairn-es/cairn/command"
 	"github.com/cairn-es/cairn/eventstore/postgres"
 	"github.com/cairn-es/cairn/internal/pgtest"
 )
@@ -20,5 +21,6 @@ func TestConcurrentDispatchRunsOncePostgres(t *testing.T) {
 	t.Cleanup(store.Close)
 	for range 5 {
 		proveSingleExecution(t, store)
+		proveSingleExecution(t, store, command.AppendOnly())
 	}
 }

@@ -19,7 +19,7 @@ import (
 // the command through Causation.Stamp. Exactly one set of events must land,
 // and every submission must receive the same result, 49 of them marked
 // Duplicate. It runs against any store; each call uses fresh IDs.
-func proveSingleExecution(t *testing.T, store eventstore.Store) {
+func proveSingleExecution(t *testing.T, store eventstore.Store, opts ...command.HandlerOption) {
 	t.Helper()
 	const submissions = 50
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -38,7 +38,7 @@ func proveSingleExecution(t *testing.T, store eventstore.Store) {
 		}
 		events := []eventstore.Event{event("OrderPlaced", OrderPlaced(cmd)), event("PaymentRequested", struct{}{})}
 		return store.Append(ctx, stream, eventstore.NoStream, events, c.Stamp(events)...)
-	})
+	}, opts...)
 
 	var (
 		start   = make(chan struct{})

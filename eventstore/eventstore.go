@@ -165,6 +165,17 @@ type LogReader interface {
 	Head(ctx context.Context) (Position, error)
 }
 
+// HoldbackReader is a LogReader that can say, in the same read, whether
+// events after the position are committed but held back (by an older
+// transaction still in flight, see the PostgreSQL store) and so will be
+// readable soon. A Subscription uses it to tell a wake-up whose events it
+// filters out, after which it waits for the next wake-up, from one whose
+// events are held back, which it reads again soon.
+type HoldbackReader interface {
+	LogReader
+	ReadLogHoldback(ctx context.Context, after Position, opts ReadLogOptions) (events []RecordedEvent, heldBack bool, err error)
+}
+
 // Notifier tells subscriptions when the log may have grown. Changes returns a
 // channel that receives (coalesced) wake-ups until stop is called.
 type Notifier interface {

@@ -49,7 +49,13 @@ func NewSubscription(reader LogReader, notifier Notifier, after Position, opts S
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = DefaultPollInterval
 	}
-	wake, stop := notifier.Changes()
+	var wake <-chan struct{}
+	var stop func()
+	if f, ok := notifier.(FilteringNotifier); ok {
+		wake, stop = f.ChangesOf(opts.Types, opts.Categories)
+	} else {
+		wake, stop = notifier.Changes()
+	}
 	return &Subscription{reader: reader, wake: wake, stop: stop, opts: opts, pos: after, closed: make(chan struct{})}
 }
 
@@ -90,13 +96,18 @@ func (s *Subscription) NextBatch(ctx context.Context) ([]RecordedEvent, error) {
 			return nil, ErrSubscriptionClosed
 		default:
 		}
-		events, err := s.reader.ReadLog(ctx, s.pos, ReadLogOptions{Limit: s.opts.BatchSize, Types: s.opts.Types, Categories: s.opts.Categories})
+		events, heldBack, err := s.read(ctx)
 		if err != nil {
 			return nil, err
 		}
 		if len(events) > 0 {
 			s.pos = events[len(events)-1].Position
 			return events, nil
+		}
+		if !heldBack {
+			// Nothing this subscription wants is committed: the wake-up
+			// was for events it filters out. Wait for the next one.
+			retry = 0
 		}
 		wait := s.opts.PollInterval
 		if retry > 0 {
@@ -119,6 +130,18 @@ func (s *Subscription) NextBatch(ctx context.Context) ([]RecordedEvent, error) {
 	}
 }
 
+// read reads the next batch and whether events after it are held back; a
+// reader that cannot tell reports them held back, so that a wake-up that
+// finds nothing is always followed by the quick retries.
+func (s *Subscription) read(ctx context.Context) ([]RecordedEvent, bool, error) {
+	opts := ReadLogOptions{Limit: s.opts.BatchSize, Types: s.opts.Types, Categories: s.opts.Categories}
+	if h, ok := s.reader.(HoldbackReader); ok {
+		return h.ReadLogHoldback(ctx, s.pos, opts)
+	}
+	events, err := s.reader.ReadLog(ctx, s.pos, opts)
+	return events, true, err
+}
+
 // Close releases the subscription's wake-up registration. It is safe to call
 // more than once and from another goroutine.
 func (s *Subscription) Close() error {
@@ -129,22 +152,67 @@ func (s *Subscription) Close() error {
 	return nil
 }
 
-// Broadcaster is a Notifier that fans one signal out to every registered
-// listener without ever blocking the signaller: each listener's channel holds
-// at most one pending wake-up.
-type Broadcaster struct {
-	mu        sync.Mutex
-	listeners map[chan struct{}]struct{}
+// FilteringNotifier is a Notifier that can wake a listener only for
+// appends that may hold events it wants: a subscription filtering on types
+// or categories is then not woken, and does not read the log, for every
+// append of events it would filter out.
+type FilteringNotifier interface {
+	Notifier
+	ChangesOf(types, categories []string) (wake <-chan struct{}, stop func())
 }
 
-// Changes registers a listener.
-func (b *Broadcaster) Changes() (<-chan struct{}, func()) {
+// Broadcaster is a FilteringNotifier that fans one signal out to every
+// registered listener without ever blocking the signaller: each listener's
+// channel holds at most one pending wake-up.
+type Broadcaster struct {
+	mu        sync.Mutex
+	listeners map[chan struct{}]wakeFilter
+}
+
+// wakeFilter is what a listener wants; empty sets want everything.
+type wakeFilter struct {
+	types, categories map[string]bool
+}
+
+func (f wakeFilter) wants(category string, types []string) bool {
+	if len(f.categories) > 0 && !f.categories[category] {
+		return false
+	}
+	if len(f.types) == 0 {
+		return true
+	}
+	for _, t := range types {
+		if f.types[t] {
+			return true
+		}
+	}
+	return false
+}
+
+func setOf(values []string) map[string]bool {
+	if len(values) == 0 {
+		return nil
+	}
+	set := make(map[string]bool, len(values))
+	for _, v := range values {
+		set[v] = true
+	}
+	return set
+}
+
+// Changes registers a listener woken by every signal.
+func (b *Broadcaster) Changes() (<-chan struct{}, func()) { return b.ChangesOf(nil, nil) }
+
+// ChangesOf registers a listener that BroadcastAppend wakes only for
+// appends of one of types (any, when empty) to a stream of one of
+// categories (any, when empty); Broadcast wakes it always.
+func (b *Broadcaster) ChangesOf(types, categories []string) (<-chan struct{}, func()) {
 	ch := make(chan struct{}, 1)
 	b.mu.Lock()
 	if b.listeners == nil {
-		b.listeners = make(map[chan struct{}]struct{})
+		b.listeners = make(map[chan struct{}]wakeFilter)
 	}
-	b.listeners[ch] = struct{}{}
+	b.listeners[ch] = wakeFilter{types: setOf(types), categories: setOf(categories)}
 	b.mu.Unlock()
 	return ch, func() {
 		b.mu.Lock()
@@ -153,14 +221,31 @@ func (b *Broadcaster) Changes() (<-chan struct{}, func()) {
 	}
 }
 
-// Broadcast wakes every listener.
+// Broadcast wakes every listener: the log may have grown in ways this
+// process does not know (another process appended).
 func (b *Broadcaster) Broadcast() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for ch := range b.listeners {
-		select {
-		case ch <- struct{}{}:
-		default:
+		wake(ch)
+	}
+}
+
+// BroadcastAppend wakes the listeners that want an append of events of
+// types to a stream of category.
+func (b *Broadcaster) BroadcastAppend(category string, types []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for ch, f := range b.listeners {
+		if f.wants(category, types) {
+			wake(ch)
 		}
+	}
+}
+
+func wake(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
 	}
 }

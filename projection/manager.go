@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cairn-es/cairn/eventstore"
@@ -115,6 +116,8 @@ func NewManager(log eventstore.Log, db pgdb.DB, cfg Config) (*Manager, error) {
 	}
 	m.waiters.m = m
 	m.waiters.ctx, m.waiters.cancel = context.WithCancel(context.Background())
+	m.waiters.token = uuid.NewString()
+	m.waiters.pokes = make(chan struct{}, 1)
 	return m, nil
 }
 
@@ -124,10 +127,13 @@ func (m *Manager) Log() eventstore.Log { return m.store }
 // DB returns the handle of the manager's own tables and read models.
 func (m *Manager) DB() pgdb.DB { return m.db }
 
-// Close releases the manager's listener connection. It does not close the
-// store.
+// Close releases the manager's listener connection and stops its
+// notifications. It does not close the store.
 func (m *Manager) Close() {
+	// Under the hub's lock: no goroutine of the hub starts after this.
+	m.waiters.mu.Lock()
 	m.waiters.cancel()
+	m.waiters.mu.Unlock()
 	m.waiters.wg.Wait()
 }
 

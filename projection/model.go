@@ -201,11 +201,11 @@ func (m *Manager) pipelines(p Projector, n int) bool {
 // applyTx applies events to the model in schema and moves its checkpoint
 // past them, in one transaction on conn, provided the checkpoint is still at
 // expect. For the live model it also takes the write lock, checks that the
-// projection is running, and notifies read-your-writes waiters at commit.
-// With pipe, the projector's queued statements, the checkpoint's update and
-// the notification are pipelined (see Queue).
+// projection is running, and wakes read-your-writes waiters after commit.
+// With pipe, the projector's queued statements and the checkpoint's update
+// are pipelined (see Queue).
 func (m *Manager) applyTx(ctx context.Context, conn *pgx.Conn, p Projector, schema string, live, pipe bool, expect eventstore.Position, events []eventstore.RecordedEvent) error {
-	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		// The write lock, the state, the search path and the checkpoint,
 		// locked, in one round trip: the statements run in order, so the
 		// state and the checkpoint are read under the write lock.
@@ -251,11 +251,10 @@ func (m *Manager) applyTx(ctx context.Context, conn *pgx.Conn, p Projector, sche
 		if err := advance(ctx, own, events); err != nil {
 			return err
 		}
-		if live {
-			if err := own.Exec(ctx, "SELECT pg_notify($1, $2)", m.channel, p.Name()); err != nil {
-				return err
-			}
-		}
 		return own.flush(ctx)
 	})
+	if err == nil && live {
+		m.waiters.checkpointed()
+	}
+	return err
 }

@@ -120,6 +120,14 @@ var (
 	// ErrSideEffects: a rebuild or reset of a projection registered
 	// WithSideEffects, whose replay would repeat its effects.
 	ErrSideEffects = errors.New("projection: has side effects; it cannot be replayed")
+	// ErrUnavailable marks a failure of something a projector depends on
+	// (a message broker, a remote service) rather than of the event. A
+	// projector wraps it (fmt.Errorf("publishing: %w: %w",
+	// projection.ErrUnavailable, err)) and the runner treats the failure
+	// like a database outage: no failure policy, no dead letter; the
+	// runner lets go of the lead and tries again with backoff and jitter,
+	// from the checkpoint, until the dependency is back.
+	ErrUnavailable = errors.New("projection: a dependency is unavailable")
 )
 
 var namePattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,40}$`)

@@ -37,21 +37,26 @@ func (m *Manager) Run(ctx context.Context) error {
 }
 
 // runProjection competes for the projection's leader lock and, holding it,
-// leads; it returns when ctx ends. A failure (the database down, the
-// leader's connection cut) is retried every Config.LeaderRetry, and logged
-// when it starts, now and then while it lasts, and when it is over.
+// leads; it returns when ctx ends. A standby tries again every
+// Config.LeaderRetry. A failure (the database down, the leader's
+// connection cut, a dependency unavailable) is retried with backoff and
+// jitter up to LeaderRetry, and logged when it starts, now and then while
+// it lasts, and when it is over.
 func (m *Manager) runProjection(ctx context.Context, r *registered) {
 	log := m.log.With("projection", r.p.Name())
 	var down outage
+	backoff := retry.Policy{BaseDelay: min(50*time.Millisecond, m.cfg.LeaderRetry), MaxDelay: m.cfg.LeaderRetry}
 	for ctx.Err() == nil {
 		err := m.tryLead(ctx, r, log, &down)
 		if ctx.Err() != nil {
 			return
 		}
+		wait := m.cfg.LeaderRetry
 		if err != nil {
 			down.failed(log, err, m.cfg.LeaderRetry)
+			wait = backoff.Delay(down.attempts)
 		}
-		_ = retry.Sleep(ctx, m.cfg.LeaderRetry)
+		_ = retry.Sleep(ctx, wait)
 	}
 }
 
@@ -354,7 +359,7 @@ var errUnavailable = errors.New("projection: database unavailable")
 // error says: it took the leader lock with it, so nothing more may be
 // written as leader.
 func unavailable(conn *pgx.Conn, err error) bool {
-	return conn.IsClosed() || pgerr.Transient(err)
+	return conn.IsClosed() || pgerr.Transient(err) || errors.Is(err, ErrUnavailable)
 }
 
 // isControl tells the errors that are not failures of the event.

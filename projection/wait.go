@@ -94,6 +94,14 @@ func (m *Manager) firstBehind(ctx context.Context, pos eventstore.Position, regs
 
 // waitHub listens for checkpoint notifications on one connection and fans
 // them out to waiters.
+//
+// This process's runners do not NOTIFY in their transactions: a
+// transaction that notified takes a database-wide lock at commit, which
+// serialised every projection's commits behind each other's. A runner's
+// commit wakes this process's waiters directly, and the hub sends one
+// NOTIFY, outside any transaction, for every commit that landed while the
+// previous one was on its way, carrying the hub's token so that its own
+// listener ignores it.
 type waitHub struct {
 	m         *Manager
 	ctx       context.Context
@@ -101,13 +109,58 @@ type waitHub struct {
 	wg        sync.WaitGroup
 	mu        sync.Mutex
 	listening bool
+	sending   bool
 	fan       eventstore.Broadcaster
+	token     string
+	pokes     chan struct{}
+}
+
+// checkpointNotifyInterval is the least time between two of a process's
+// checkpoint NOTIFYs.
+const checkpointNotifyInterval = 2 * time.Millisecond
+
+// checkpointed wakes the waiters after a runner's commit: this process's
+// at once, other processes' through a NOTIFY.
+func (h *waitHub) checkpointed() {
+	h.fan.Broadcast()
+	h.mu.Lock()
+	if !h.sending && h.ctx.Err() == nil {
+		h.sending = true
+		h.wg.Add(1)
+		go h.send()
+	}
+	h.mu.Unlock()
+	select {
+	case h.pokes <- struct{}{}:
+	default:
+	}
+}
+
+// send sends the coalesced NOTIFYs until the manager is closed. One lost
+// (the database away) leaves other processes' waiters to their poll.
+func (h *waitHub) send() {
+	defer h.wg.Done()
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-h.pokes:
+		}
+		if _, err := h.m.pool.Exec(h.ctx, "SELECT pg_notify($1, $2)", h.m.channel, h.token); err != nil && h.ctx.Err() == nil {
+			h.m.log.Debug("cairn: checkpoint notification failed; other processes' waiters will poll", "error", err)
+		}
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-time.After(checkpointNotifyInterval):
+		}
+	}
 }
 
 func (h *waitHub) changes(ctx context.Context) (<-chan struct{}, func(), error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !h.listening {
+	if !h.listening && h.ctx.Err() == nil {
 		conn, err := pgx.ConnectConfig(ctx, h.m.pool.Config().ConnConfig.Copy())
 		if err != nil {
 			return nil, nil, err
@@ -136,12 +189,15 @@ func (h *waitHub) listen(conn *pgx.Conn) {
 		h.mu.Unlock()
 	}()
 	for {
-		if _, err := conn.WaitForNotification(h.ctx); err != nil {
+		note, err := conn.WaitForNotification(h.ctx)
+		if err != nil {
 			if h.ctx.Err() == nil {
 				h.m.log.Warn("cairn: checkpoint listener stopped", "error", err)
 			}
 			return
 		}
-		h.fan.Broadcast()
+		if note.Payload != h.token {
+			h.fan.Broadcast()
+		}
 	}
 }

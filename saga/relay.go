@@ -81,9 +81,10 @@ func (m *Manager) relay(ctx context.Context, w *waker) error {
 			leases.add(r.id)
 			go func() { done <- sendResult{id: r.id, sent: m.send(ctx, r)} }()
 		}
-		if len(rows) > 0 && inflight < m.cfg.Concurrency {
-			continue // there may be more
-		}
+		// No claim again at once: fewer rows than asked for means none
+		// is sendable now, and a full claim leaves no room. The next
+		// claim follows a send's end (which may free its instance's next
+		// command), a notification or the poll.
 		select {
 		case <-ctx.Done():
 		case r := <-done:

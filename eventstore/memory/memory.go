@@ -131,7 +131,11 @@ func (s *Store) Append(ctx context.Context, streamID string, expected eventstore
 	res, wrote, err := s.appendLocked(ctx, streamID, expected, prepared, cmd)
 	s.mu.Unlock()
 	if wrote {
-		s.changes.Broadcast()
+		types := make([]string, len(prepared))
+		for i, e := range prepared {
+			types[i] = e.Type
+		}
+		s.changes.BroadcastAppend(eventstore.Category(streamID), types)
 	}
 	return res, err
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -22,9 +23,14 @@ import (
 // while the previous one was in flight. Subscriptions in this process are
 // woken directly. A NOTIFY lost to a crash between commit and send is caught
 // by the subscriptions' safety-net poll.
+//
+// Each NOTIFY carries the notifier's token, so that the listener ignores
+// its own: this process's subscriptions were woken when it appended, and
+// only by the appends they want (see eventstore.Broadcaster).
 type notifier struct {
 	pool    *pgxpool.Pool
 	channel string
+	token   string
 	local   *eventstore.Broadcaster
 	log     *slog.Logger
 
@@ -42,7 +48,7 @@ const notifyInterval = 2 * time.Millisecond
 
 func startNotifier(pool *pgxpool.Pool, channel string, local *eventstore.Broadcaster, log *slog.Logger) *notifier {
 	ctx, cancel := context.WithCancel(context.Background())
-	n := &notifier{pool: pool, channel: channel, local: local, log: log, pokes: make(chan struct{}, 1), ctx: ctx, cancel: cancel}
+	n := &notifier{pool: pool, channel: channel, token: uuid.NewString(), local: local, log: log, pokes: make(chan struct{}, 1), ctx: ctx, cancel: cancel}
 	n.wg.Add(1)
 	go n.send()
 	return n
@@ -62,7 +68,7 @@ func (n *notifier) send() {
 		case <-n.ctx.Done():
 			return
 		case <-n.pokes:
-			if _, err := n.pool.Exec(n.ctx, "SELECT pg_notify($1, '')", n.channel); err != nil && n.ctx.Err() == nil {
+			if _, err := n.pool.Exec(n.ctx, "SELECT pg_notify($1, $2)", n.channel, n.token); err != nil && n.ctx.Err() == nil {
 				n.log.Warn("cairn: sending append notification failed; subscribers in other processes will catch up on their next poll", "error", err)
 			}
 			// Appends that land during this pause share the next NOTIFY, so a
@@ -112,7 +118,8 @@ func (n *notifier) receive(conn *pgx.Conn) {
 	backoff := 100 * time.Millisecond
 	for {
 		for conn != nil {
-			if _, err := conn.WaitForNotification(n.ctx); err != nil {
+			note, err := conn.WaitForNotification(n.ctx)
+			if err != nil {
 				_ = conn.Close(context.Background())
 				conn = nil
 				if n.ctx.Err() != nil {
@@ -122,7 +129,9 @@ func (n *notifier) receive(conn *pgx.Conn) {
 				break
 			}
 			backoff = 100 * time.Millisecond
-			n.local.Broadcast()
+			if note.Payload != n.token {
+				n.local.Broadcast()
+			}
 		}
 		select {
 		case <-n.ctx.Done():

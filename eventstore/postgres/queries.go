@@ -81,9 +81,33 @@ func (q queries) logCount(after eventstore.Position, types, categories []string,
 // positionScan is the one builder of reads of the log by position; every
 // such read goes through it, so none can drop the horizon guard.
 func (q queries) positionScan(columns string, after eventstore.Position, types, categories []string, limit int) (string, []any) {
+	where, args := q.positionWhere(after, types, categories, horizon)
+	args = append(args, limit)
+	return fmt.Sprintf("SELECT %s FROM %s.events WHERE %s ORDER BY tx, seq LIMIT $%d", columns, q.schema, where, len(args)), args
+}
+
+// beyondHorizon is horizon's complement: events committed by transactions
+// at or after the oldest one still in flight, which a scan holds back.
+const beyondHorizon = "tx >= pg_snapshot_xmin(pg_current_snapshot())"
+
+// logScanHoldback is logScan with a first column, held, telling whether
+// events matching the filters are held back beyond the horizon; when the
+// page is empty it is the only row (its event columns NULL). The page and
+// the test read the same snapshot: one statement.
+func (q queries) logScanHoldback(after eventstore.Position, types, categories []string, limit int) (string, []any) {
+	page, args := q.positionScan(eventColumns, after, types, categories, limit)
+	held, _ := q.positionWhere(after, types, categories, beyondHorizon)
+	return fmt.Sprintf(`SELECT h.held, p.* FROM (SELECT EXISTS (SELECT 1 FROM %s.events WHERE %s) AS held) h
+		LEFT JOIN LATERAL (%s) p ON true ORDER BY p.tx, p.seq`, q.schema, held, page), args
+}
+
+// positionWhere is the condition of a scan after a position under guard,
+// with the filters; its arguments are numbered from $1 in the same way
+// for every guard.
+func (q queries) positionWhere(after eventstore.Position, types, categories []string, guard string) (string, []any) {
 	var b strings.Builder
 	args := []any{after.Tx, int64(after.Seq)}
-	fmt.Fprintf(&b, "SELECT %s FROM %s.events WHERE (tx, seq) > ($1::xid8, $2::bigint) AND %s", columns, q.schema, horizon)
+	fmt.Fprintf(&b, "(tx, seq) > ($1::xid8, $2::bigint) AND %s", guard)
 	if len(types) > 0 {
 		args = append(args, types)
 		fmt.Fprintf(&b, " AND type = ANY($%d)", len(args))
@@ -92,7 +116,5 @@ func (q queries) positionScan(columns string, after eventstore.Position, types, 
 		args = append(args, categories)
 		fmt.Fprintf(&b, " AND category = ANY($%d)", len(args))
 	}
-	args = append(args, limit)
-	fmt.Fprintf(&b, " ORDER BY tx, seq LIMIT $%d", len(args))
 	return b.String(), args
 }

@@ -42,10 +42,10 @@ func (Module) RegisterCommands(c *app.Commands) error {
 	h := handlers{stock: aggregate.NewRepository(c.Store, c.Registry, "inventory", NewInventory,
 		aggregate.Config{Snapshots: c.Store, SnapshotEvery: SnapshotEvery, SnapshotSchemaVersion: snapshotVersion, Logger: c.Logger})}
 	return errors.Join(
-		command.Register(c.Dispatcher, h.addStock),
-		command.Register(c.Dispatcher, h.reserveInventory),
-		command.Register(c.Dispatcher, h.releaseReservation),
-		command.Register(c.Dispatcher, h.commitReservation),
+		command.Register(c.Dispatcher, h.addStock, command.AppendOnly()),
+		command.Register(c.Dispatcher, h.reserveInventory, command.AppendOnly()),
+		command.Register(c.Dispatcher, h.releaseReservation, command.AppendOnly()),
+		command.Register(c.Dispatcher, h.commitReservation, command.AppendOnly()),
 	)
 }
 

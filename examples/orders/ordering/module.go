@@ -47,12 +47,12 @@ func (m Module) readModels(r *eventstore.Registry) (*orderSummary, *salesByDay) 
 func (Module) RegisterCommands(c *app.Commands) error {
 	h := handlers{orders: aggregate.NewRepository(c.Store, c.Registry, "order", NewOrder, aggregate.Config{})}
 	return errors.Join(
-		command.Register(c.Dispatcher, h.placeOrder),
-		command.Register(c.Dispatcher, h.cancelOrder),
-		command.Register(c.Dispatcher, h.markOrderReserved),
-		command.Register(c.Dispatcher, h.markOrderPaid),
-		command.Register(c.Dispatcher, h.completeOrder),
-		command.Register(c.Dispatcher, h.rejectOrder),
+		command.Register(c.Dispatcher, h.placeOrder, command.AppendOnly()),
+		command.Register(c.Dispatcher, h.cancelOrder, command.AppendOnly()),
+		command.Register(c.Dispatcher, h.markOrderReserved, command.AppendOnly()),
+		command.Register(c.Dispatcher, h.markOrderPaid, command.AppendOnly()),
+		command.Register(c.Dispatcher, h.completeOrder, command.AppendOnly()),
+		command.Register(c.Dispatcher, h.rejectOrder, command.AppendOnly()),
 	)
 }
 

@@ -28,7 +28,7 @@ func (m Module) RegisterCommands(c *app.Commands) error {
 	}
 	h := handlers{shipments: aggregate.NewRepository(c.Store, c.Registry, "shipment", NewShipment, aggregate.Config{}), now: now}
 	return errors.Join(
-		command.Register(c.Dispatcher, h.scheduleShipment),
-		command.Register(c.Dispatcher, h.cancelShipment),
+		command.Register(c.Dispatcher, h.scheduleShipment, command.AppendOnly()),
+		command.Register(c.Dispatcher, h.cancelShipment, command.AppendOnly()),
 	)
 }
