@@ -40,6 +40,8 @@ type Dispatcher struct {
 
 	mu       sync.RWMutex
 	handlers map[string]registration // by command type name
+
+	turns turns // of Targeted commands
 }
 
 type registration struct {
@@ -241,6 +243,11 @@ func (d *Dispatcher) handle(ctx context.Context, env Envelope) (Result, error) {
 	if err != nil {
 		return res, &ValidationError{CommandType: name, CommandID: env.ID, Err: fmt.Errorf("encoding payload: %w", err)}
 	}
+	release, err := d.turns.take(ctx, targetOf(env.Payload))
+	if err != nil {
+		return res, err
+	}
+	defer release()
 	if d.log != nil && !reg.appendOnly {
 		if res, found, err := d.handled(ctx, env, name, hash); found || err != nil {
 			return res, err

@@ -76,8 +76,12 @@ func newQueries(schema string) queries {
 			VALUES ($1, $2, $3, NULL, $4, $5)
 			ON CONFLICT (saga, instance_id, name) DO UPDATE SET due_at = NULL,
 				after_command_id = EXCLUDED.after_command_id, delay_us = EXCLUDED.delay_us`),
+		// renew skips the rows locked meanwhile (being marked sent, or
+		// recorded): they need no renewal, and waiting on them, locking
+		// in another order than the mark, deadlocked.
 		renew: r.Replace(`UPDATE {s}.saga_outbox SET claimed_until = now() + $2 * interval '1 microsecond'
-			WHERE id = ANY($1) AND status = 'pending'`),
+			WHERE id IN (SELECT id FROM {s}.saga_outbox WHERE id = ANY($1) AND status = 'pending'
+				ORDER BY id FOR UPDATE SKIP LOCKED)`),
 		// backlog measures the relay's queue: how many commands wait to be
 		// sent now, and how long the longest has waited since it became
 		// sendable (queued, or due for a retry). Commands being sent and

@@ -56,3 +56,17 @@ type CommitReservation struct {
 	SKU     string `json:"sku"`
 	OrderID string `json:"order_id"`
 }
+
+// Target implements command.Targeted for every command on a SKU's stock:
+// orders reserve and commit the same few products all the time, and
+// commands on one product are handled one at a time instead of colliding.
+func (c AddStock) Target() string { return "inventory-" + c.SKU }
+
+// Target implements command.Targeted (see AddStock.Target).
+func (c ReserveInventory) Target() string { return "inventory-" + c.SKU }
+
+// Target implements command.Targeted (see AddStock.Target).
+func (c ReleaseReservation) Target() string { return "inventory-" + c.SKU }
+
+// Target implements command.Targeted (see AddStock.Target).
+func (c CommitReservation) Target() string { return "inventory-" + c.SKU }

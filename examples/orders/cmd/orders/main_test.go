@@ -116,9 +116,11 @@ func foreign(t *testing.T) (addr string, requests *atomic.Int64) {
 	return ts.Listener.Addr().String(), requests
 }
 
-// On a port another server holds, demo and serve exit non-zero within a
-// second, naming the address and --addr, having sent that server nothing
-// and changed nothing in the database.
+// On a port another server holds, demo and serve exit non-zero at once,
+// naming the address and --addr, having sent that server nothing and
+// changed nothing in the database. "At once" is checked loosely (5 s, a
+// race-detector binary starting on a loaded 2-core machine took 1.3 s):
+// the bound catches a wait for something, such as a connect timeout.
 func TestBusyPortFailsAtOnceAndTouchesNothing(t *testing.T) {
 	for _, args := range [][]string{{"demo", "--exit"}, {"serve"}} {
 		t.Run(args[0], func(t *testing.T) {
@@ -128,7 +130,7 @@ func TestBusyPortFailsAtOnceAndTouchesNothing(t *testing.T) {
 
 			r := runOrders(t, dbURL, append(args, "--addr", addr, "--database-url", dbURL)...)
 			require.Equal(t, 1, r.code, "exit status")
-			require.Less(t, r.elapsed, time.Second)
+			require.Less(t, r.elapsed, 5*time.Second)
 			require.Contains(t, r.err, "cannot listen on "+addr+": another process is already listening there")
 			require.Contains(t, r.err, "--addr HOST:PORT")
 			require.NotContains(t, r.err+r.out, "serving")
