@@ -20,9 +20,11 @@ build:
 	$(GO) build ./...
 
 ## test: every test, with the race detector, against a real PostgreSQL
-## (DATABASE_URL, else 127.0.0.1:5432, else a private throwaway server).
+## (DATABASE_URL, else 127.0.0.1:5432, else a private throwaway server) and a
+## real NATS server with JetStream (NATS_URL, else 127.0.0.1:4222, else a
+## private throwaway nats-server).
 test:
-	$(WITH_PG) $(GO) test -race -count=1 -timeout 12m ./...
+	$(WITH_PG) scripts/with-nats.sh $(GO) test -race -count=1 -timeout 12m ./...
 
 ## test-kurrentdb: the KurrentDB store's tests, and the projection, saga,
 ## app and sample tests that keep the log in KurrentDB, against the real

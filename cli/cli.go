@@ -190,7 +190,7 @@ func New(cfg Config) *cobra.Command {
 	pf.StringVar(&a.url, "database-url", "", "PostgreSQL URL (default $DATABASE_URL, else "+a.defaultURL()+")")
 	pf.StringVar(&a.schema, "schema", cfg.Schema, "schema holding Cairn's tables")
 	pf.StringVar(&a.logLevel, "log-level", "", "level of log lines on stderr: debug, info, warn or error (default info for projection run, else warn)")
-	root.AddCommand(a.projectionCmd(), a.migrateCmd(), a.eventsCmd(), a.sagaCmd())
+	root.AddCommand(a.projectionCmd(), a.migrateCmd(), a.eventsCmd(), a.sagaCmd(), a.integrationCmd())
 	root.AddCommand(cfg.Commands...)
 	return root
 }
