@@ -61,6 +61,13 @@
 // newest row signs, the one before it still verifies. Modules find the
 // keys in Deps.CursorKeys and set them on their listings' specs.
 //
+// # Tracing
+//
+// Tracing (OpenTelemetry, one trace from a request through its commands,
+// events, sagas and read models) is off unless the environment sets
+// OTEL_TRACES_EXPORTER=otlp or an OTLP endpoint, or Config.Tracing.Provider
+// is given: see TracingConfig.
+//
 // Config.NoEnv makes New ignore the environment.
 package app
 
@@ -75,6 +82,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cairn-es/cairn/command"
 	"github.com/cairn-es/cairn/eventstore"
@@ -127,6 +135,14 @@ type Deps struct {
 	// listing's spec (query.ListSpec.CursorKeys) before calling
 	// query.List.
 	CursorKeys *query.CursorKeys
+	// TracerProvider makes the components' spans, for a module's own;
+	// nil when tracing is off (see TracingConfig).
+	TracerProvider trace.TracerProvider
+	// Integration is what the modules registered to talk to other
+	// services; nil when none did.
+	Integration *Integration
+
+	broker *broker
 
 	closeStore func()
 }
@@ -181,13 +197,21 @@ type Config struct {
 	// service's flags give them; empty fields take the environment's (see
 	// the package documentation).
 	Security Security
-	// NoEnv makes New ignore the CAIRN_* variables of the environment.
+	// NoEnv makes New ignore the CAIRN_* variables of the environment,
+	// and the OTEL_* ones (see TracingConfig).
 	NoEnv bool
 	// CursorKeys, when set, sign and verify page cursors instead of the
 	// keys of the environment or of the database.
 	CursorKeys *query.CursorKeys
 	// Logger receives every component's logs (default slog.Default()).
 	Logger *slog.Logger
+	// Tracing configures tracing, off unless the environment or
+	// Tracing.Provider turns it on; the components' own TracerProvider
+	// settings take precedence.
+	Tracing TracingConfig
+	// Broker connects the service to other services (see
+	// IntegrationModule); none by default.
+	Broker BrokerConfig
 }
 
 // App is an assembled service.
@@ -197,6 +221,8 @@ type App struct {
 	ownsPool bool
 	deps     *Deps
 	modules  []Module
+	// stopTracing shuts down the tracer provider New built, if any.
+	stopTracing func(context.Context) error
 }
 
 // New connects, migrates (unless Config.NoMigrate) and registers modules.
@@ -216,9 +242,13 @@ func New(ctx context.Context, cfg Config, modules ...Module) (*App, error) {
 		return nil, err
 	}
 	a := &App{cfg: cfg, modules: modules, pool: cfg.Pool}
+	if err := a.startTracing(ctx, &cfg); err != nil {
+		return nil, err
+	}
 	if a.pool == nil {
 		pool, err := connect(ctx, cfg)
 		if err != nil {
+			a.Close()
 			return nil, err // it names the problem, the URL and the fix
 		}
 		a.pool, a.ownsPool = pool, true
@@ -308,10 +338,17 @@ func assemble(pool *pgxpool.Pool, cfg Config, modules []Module) (*Deps, error) {
 	d, err := assembleAround(projections, registry, dispatcher, metrics, cfg)
 	if err == nil {
 		d.Store, d.closeStore, d.DB = store, closeStore, projections.DB()
+		d.TracerProvider = cfg.Tracing.Provider
+		d.broker, err = connectBroker(cfg.Broker)
+	}
+	if err == nil {
 		err = register(d, modules, true)
 	}
 	if err != nil {
 		projections.Close()
+		if d != nil {
+			d.broker.close()
+		}
 		closeStore()
 		return nil, err
 	}
@@ -390,9 +427,9 @@ func (a *App) Pool() *pgxpool.Pool { return a.pool }
 
 // RunOptions choose what Run runs.
 type RunOptions struct {
-	// NoServer, NoProjections and NoSagas leave that part out, to split
-	// a system over processes.
-	NoServer, NoProjections, NoSagas bool
+	// NoServer, NoProjections, NoSagas and NoInboxes leave that part out,
+	// to split a system over processes. (Publishers are projections.)
+	NoServer, NoProjections, NoSagas, NoInboxes bool
 	// Listener, when set, is where the server serves, instead of a
 	// listener Run opens on Config.Server.Addr: open it with Listen
 	// before New, so that a busy address fails the start before the
@@ -414,7 +451,7 @@ func (a *App) RunWith(ctx context.Context, opts RunOptions) error {
 		part string
 		err  error
 	}
-	results := make(chan result, 3)
+	results := make(chan result, 4)
 	n := 0
 	start := func(part string, run func(context.Context) error) {
 		n++
@@ -431,6 +468,9 @@ func (a *App) RunWith(ctx context.Context, opts RunOptions) error {
 	}
 	if !opts.NoSagas {
 		start("sagas", a.deps.Sagas.Run)
+	}
+	if !opts.NoInboxes && a.deps.Integration != nil {
+		start("inboxes", a.deps.Integration.runConsumers)
 	}
 	switch {
 	case opts.NoServer && opts.Listener != nil:
@@ -451,10 +491,12 @@ func (a *App) RunWith(ctx context.Context, opts RunOptions) error {
 }
 
 // Close releases the manager's connections and, when the App opened it, the
-// pool.
+// pool, and exports the spans still queued when the App built the tracer
+// provider.
 func (a *App) Close() {
 	if a.deps != nil {
 		a.deps.Projections.Close()
+		a.deps.broker.close()
 		if a.deps.closeStore != nil {
 			a.deps.closeStore()
 		}
@@ -462,4 +504,5 @@ func (a *App) Close() {
 	if a.ownsPool && a.pool != nil {
 		a.pool.Close()
 	}
+	a.shutdownTracing()
 }

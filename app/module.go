@@ -155,6 +155,9 @@ func register(d *Deps, modules []Module, all bool) error {
 	if !all {
 		return nil
 	}
+	if err := registerIntegration(d, d.broker, modules); err != nil {
+		return err
+	}
 	api := &API{Registry: d.Registry, Store: d.Store, Queries: d.Queries, Server: d.Server, DB: d.DB, CursorKeys: d.CursorKeys, Logger: d.Logger}
 	return registerRole(modules, "API", func(m APIModule) error { return m.RegisterAPI(api) })
 }

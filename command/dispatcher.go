@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/retry"
 )
@@ -92,6 +94,10 @@ type Config struct {
 	// it sees every command, its failures are logged, and it runs once
 	// per command however many attempts the handler takes.
 	Middleware []Middleware
+	// TracerProvider makes the spans of the Tracing middleware, first in
+	// the default chain. Nil: otel.GetTracerProvider(), which makes none
+	// (and costs next to nothing) until the application installs an SDK.
+	TracerProvider trace.TracerProvider
 	// Chain, when non-nil, replaces the whole chain, the first middleware
 	// outermost; the fields above then have no effect. An empty non-nil
 	// Chain sends commands straight to their handlers (after the
@@ -108,7 +114,7 @@ func (cfg Config) chain() []Middleware {
 	if cfg.Chain != nil {
 		return cfg.Chain
 	}
-	var mws []Middleware
+	mws := []Middleware{Tracing(cfg.TracerProvider)}
 	if !cfg.NoLogging {
 		logger := cfg.Logger
 		if logger == nil {
@@ -134,6 +140,8 @@ func (cfg Config) chain() []Middleware {
 //
 // The default middleware chain is, outermost first:
 //
+//   - Tracing with Config.TracerProvider, so that the command's span
+//     covers all of its handling and its context reaches the events;
 //   - Logging (unless Config.NoLogging), so that every outcome is logged,
 //     rejections and timeouts included, with the total duration the caller
 //     saw;

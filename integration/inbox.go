@@ -8,9 +8,12 @@ import (
 	"slices"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cairn-es/cairn/command"
 	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/telemetry"
 )
 
 // commandIDSpace is the UUID namespace of the command IDs an inbox derives
@@ -32,18 +35,29 @@ type Inbox struct {
 	name       string
 	dispatcher *command.Dispatcher
 	byType     map[string]func(ctx context.Context, m Message) (any, error)
+	tracer     trace.Tracer
+}
+
+// InboxConfig configures an Inbox. The zero value is usable.
+type InboxConfig struct {
+	// TracerProvider makes the span of each delivery handled, a child of
+	// the publisher's span the message's traceparent header names (nil:
+	// otel.GetTracerProvider(), no spans unless the application installed
+	// a provider).
+	TracerProvider trace.TracerProvider
 }
 
 // NewInbox returns an inbox named name, dispatching through d. The name
 // goes into every command ID (CommandID): keep it for the inbox's life.
-func NewInbox(name string, d *command.Dispatcher) (*Inbox, error) {
+func NewInbox(name string, d *command.Dispatcher, cfg InboxConfig) (*Inbox, error) {
 	if err := validType(name); err != nil {
 		return nil, fmt.Errorf("integration: inbox name %q: it must be printable, without spaces", name)
 	}
 	if d == nil {
 		return nil, fmt.Errorf("integration: inbox %s: needs a command dispatcher", name)
 	}
-	return &Inbox{name: name, dispatcher: d, byType: map[string]func(context.Context, Message) (any, error){}}, nil
+	return &Inbox{name: name, dispatcher: d, byType: map[string]func(context.Context, Message) (any, error){},
+		tracer: telemetry.Tracer(cfg.TracerProvider, telemetry.ScopeName+"/integration")}, nil
 }
 
 // Name is the inbox's name.
@@ -127,6 +141,20 @@ func (e *poisonError) Unwrap() error { return e.err }
 // message's (the message ID when it has none) and its causation ID the
 // message ID.
 func (in *Inbox) Receive(ctx context.Context, msg Message) (Outcome, command.Result, error) {
+	ctx, span := in.tracer.Start(telemetry.Extract(ctx, msg.Headers), "consume "+msg.Type,
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("messaging.system", "cairn"), attribute.String("messaging.destination.name", msg.Subject),
+			attribute.String("messaging.message.id", msg.ID), attribute.String("cairn.inbox", in.name)))
+	outcome, res, err := in.receive(ctx, msg)
+	span.SetAttributes(attribute.String("cairn.outcome", string(outcome)))
+	if outcome == Retry || outcome == DeadLetter {
+		telemetry.Fail(span, err)
+	}
+	span.End()
+	return outcome, res, err
+}
+
+func (in *Inbox) receive(ctx context.Context, msg Message) (Outcome, command.Result, error) {
 	fn, ok := in.byType[msg.Type]
 	if !ok {
 		return Ignored, command.Result{}, fmt.Errorf("%w: %s", ErrNoHandler, msg.Type)

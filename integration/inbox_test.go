@@ -48,7 +48,7 @@ func inboxOver(t *testing.T, store *memory.Store, name string, flaky func() erro
 		causation, _ := eventstore.CausationFrom(ctx)
 		return store.Append(ctx, "shipment-"+c.OrderID, eventstore.Any, events, causation.Stamp(events)...)
 	})
-	in, err := integration.NewInbox(name, d)
+	in, err := integration.NewInbox(name, d, integration.InboxConfig{})
 	require.NoError(t, err)
 	integration.Handle(in, "OrderPaid", func(_ context.Context, m orderPaid, _ integration.Message) (any, error) {
 		if m.OrderID == "" {

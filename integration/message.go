@@ -74,9 +74,9 @@ const (
 	HeaderOccurredAt = "Cairn-Occurred-At"
 	// HeaderContentType is always application/json.
 	HeaderContentType = "Content-Type"
-	// HeaderTraceparent is the W3C Trace Context header. Cairn does not
-	// set it yet: tracing will fill it from the event's metadata. Until
-	// then a mapper may set it in Message.Headers.
+	// HeaderTraceparent is the W3C Trace Context header: the publisher's
+	// span (a child of the event's), which the inbox's span continues.
+	// Set only when tracing is on.
 	HeaderTraceparent = "traceparent"
 )
 

@@ -8,9 +8,12 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/projection"
+	"github.com/cairn-es/cairn/telemetry"
 )
 
 // Sender hands envelopes to a broker (see integration/jetstream). Send
@@ -28,6 +31,11 @@ type PublisherConfig struct {
 	SubjectPrefix string
 	// Metrics counts messages published and failures (default: none).
 	Metrics *Metrics
+	// TracerProvider makes the span of each message published, a child
+	// of the span the event's metadata names; its context goes in the
+	// message's traceparent header (nil: otel.GetTracerProvider(), no
+	// spans unless the application installed a provider).
+	TracerProvider trace.TracerProvider
 }
 
 // Publisher publishes integration messages mapped from events. It is a
@@ -40,6 +48,7 @@ type Publisher struct {
 	sender   Sender
 	cfg      PublisherConfig
 	byType   map[string]func(ctx context.Context, event any, rec eventstore.RecordedEvent) (Message, error)
+	tracer   trace.Tracer
 }
 
 // ProjectionPrefix prefixes the projection name of a publisher.
@@ -64,6 +73,7 @@ func NewPublisher(name string, registry *eventstore.Registry, sender Sender, cfg
 	return &Publisher{
 		name: name, registry: registry, sender: sender, cfg: cfg,
 		byType: map[string]func(context.Context, any, eventstore.RecordedEvent) (Message, error){},
+		tracer: telemetry.Tracer(cfg.TracerProvider, telemetry.ScopeName+"/integration"),
 	}, nil
 }
 
@@ -130,8 +140,20 @@ func (p *Publisher) Apply(ctx context.Context, _ pgx.Tx, rec eventstore.Recorded
 		p.cfg.Metrics.publishFailed(p.name, "mapping")
 		return err
 	}
+	parent := telemetry.ExtractMetadata(ctx, rec.Metadata)
+	ctx, span := p.tracer.Start(parent, "publish "+env.Headers[HeaderType],
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("messaging.system", "cairn"), attribute.String("messaging.destination.name", env.Subject),
+			attribute.String("messaging.message.id", env.ID), attribute.String("cairn.publisher", p.name)))
+	defer span.End()
+	if telemetry.Started(parent, span) {
+		telemetry.Inject(ctx, env.Headers)
+	}
 	start := time.Now()
 	receipt, err := p.sender.Send(ctx, env)
+	if err != nil {
+		telemetry.Fail(span, err)
+	}
 	switch {
 	case err == nil:
 		p.cfg.Metrics.sent(p.name, env.Headers[HeaderType], receipt.Duplicate, time.Since(start))

@@ -12,10 +12,12 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/pgdb"
 	"github.com/cairn-es/cairn/retry"
+	"github.com/cairn-es/cairn/telemetry"
 )
 
 // Config tunes a Manager. The zero value is usable.
@@ -34,6 +36,11 @@ type Config struct {
 	LeaderRetry time.Duration
 	// Logger receives the daemon's progress and failures (default slog.Default()).
 	Logger *slog.Logger
+	// TracerProvider makes the span of every batch transaction, a child
+	// of the trace context of the batch's first event (see
+	// telemetry.ExtractMetadata). Nil: otel.GetTracerProvider(), which
+	// makes none until the application installs an SDK.
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultRetry is the retry policy of a failing event: 5 attempts, waits
@@ -74,6 +81,7 @@ type Manager struct {
 	cfg     Config
 	log     *slog.Logger
 	q       controlQueries
+	tracer  trace.Tracer
 
 	mu          sync.Mutex
 	projections map[string]*registered
@@ -112,6 +120,7 @@ func NewManager(log eventstore.Log, db pgdb.DB, cfg Config) (*Manager, error) {
 		cfg:         cfg,
 		log:         cfg.Logger,
 		q:           newControlQueries(db.Schema),
+		tracer:      telemetry.Tracer(cfg.TracerProvider, telemetry.ScopeName+"/projection"),
 		projections: map[string]*registered{},
 	}
 	m.waiters.m = m

@@ -204,8 +204,11 @@ func (m *Manager) pipelines(p Projector, n int) bool {
 // projection is running, and wakes read-your-writes waiters after commit.
 // With pipe, the projector's queued statements and the checkpoint's update
 // are pipelined (see Queue).
-func (m *Manager) applyTx(ctx context.Context, conn *pgx.Conn, p Projector, schema string, live, pipe bool, expect eventstore.Position, events []eventstore.RecordedEvent) error {
-	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+// The transaction runs in the batch's span (see startBatch).
+func (m *Manager) applyTx(ctx context.Context, conn *pgx.Conn, p Projector, schema string, live, pipe bool, expect eventstore.Position, events []eventstore.RecordedEvent) (err error) {
+	ctx, span := m.startBatch(ctx, p.Name(), live, events)
+	defer func() { endBatch(span, err) }()
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		// The write lock, the state, the search path and the checkpoint,
 		// locked, in one round trip: the statements run in order, so the
 		// state and the checkpoint are read under the write lock.

@@ -11,11 +11,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cairn-es/cairn/command"
 	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/projection"
 	"github.com/cairn-es/cairn/retry"
+	"github.com/cairn-es/cairn/telemetry"
 )
 
 // DefaultRetry is the retry policy of a saga command that keeps failing:
@@ -60,6 +62,11 @@ type Config struct {
 	// Logger receives the relay's and the timer's failures (default
 	// slog.Default()).
 	Logger *slog.Logger
+	// TracerProvider makes the spans of the sagas' steps (children of
+	// their events' trace context) and of the relay's sends (children of
+	// the step that queued the command). Nil: otel.GetTracerProvider(),
+	// which makes none until the application installs an SDK.
+	TracerProvider trace.TracerProvider
 }
 
 func (c *Config) defaults() {
@@ -107,6 +114,7 @@ type Manager struct {
 	q           queries
 	metrics     *metrics
 	backlog     backlogWatch
+	tracer      trace.Tracer
 
 	mu    sync.Mutex
 	sagas map[string]runner
@@ -125,7 +133,8 @@ func NewManager(projections *projection.Manager, dispatcher *command.Dispatcher,
 		store: projections.Log(), pool: db.Pool, projections: projections,
 		dispatcher: dispatcher, registry: registry, cfg: cfg, log: cfg.Logger,
 		q: newQueries(db.Schema), metrics: newMetrics(),
-		sagas: map[string]runner{},
+		tracer: telemetry.Tracer(cfg.TracerProvider, telemetry.ScopeName+"/saga"),
+		sagas:  map[string]runner{},
 	}
 }
 
@@ -229,11 +238,14 @@ func (m *Manager) handleEvent(ctx context.Context, tx *projection.Queue, s runne
 			inst.correlationID = rec.ID.String()
 		}
 	}
+	ctx, span := m.startStep(ctx, s.sagaName(), key, &rec)
+	defer span.End()
 	fx, err := s.run(ctx, inst, message{event: &rec, decoded: decoded, now: rec.RecordedAt})
-	if err != nil {
-		return err
+	if err == nil {
+		err = m.persist(ctx, tx, s, inst, fx, rec.ID.String(), rec.ID.String(), rec.RecordedAt)
 	}
-	return m.persist(ctx, tx, s, inst, fx, rec.ID.String(), rec.ID.String(), rec.RecordedAt)
+	telemetry.Fail(span, err)
+	return err
 }
 
 // persist writes a handling's effects and, when they withdrew unsent

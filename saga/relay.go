@@ -24,6 +24,8 @@ type outboxRow struct {
 	payload                  []byte
 	correlationID, causation string
 	attempts                 int
+	// traceContext: the queueing step's trace context (see startSend).
+	traceContext map[string]string
 }
 
 // relay sends queued commands until ctx ends, up to Config.Concurrency at
@@ -135,7 +137,7 @@ func (m *Manager) markAndClaim(ctx context.Context, sent []int64, n int) ([]outb
 
 func scanOutboxRow(row pgx.CollectableRow) (outboxRow, error) {
 	var r outboxRow
-	err := row.Scan(&r.id, &r.saga, &r.instanceID, &r.commandID, &r.commandType, &r.payload, &r.correlationID, &r.causation, &r.attempts)
+	err := row.Scan(&r.id, &r.saga, &r.instanceID, &r.commandID, &r.commandType, &r.payload, &r.correlationID, &r.causation, &r.attempts, &r.traceContext)
 	return r, err
 }
 
@@ -222,6 +224,7 @@ func (m *Manager) renewLeases(ctx context.Context, leases *leaseSet, stop <-chan
 // success, which it reports for the relay's loop to mark (see
 // markAndClaim).
 func (m *Manager) send(ctx context.Context, r outboxRow) (sent bool) {
+	ctx, span := m.startSend(ctx, r)
 	// A send in flight finishes even when ctx ends (bounded by
 	// CommandTimeout): abandoning it would leave it leased until the lease
 	// runs out.
@@ -235,9 +238,11 @@ func (m *Manager) send(ctx context.Context, r outboxRow) (sent bool) {
 	}
 	if err == nil {
 		m.metrics.commands.WithLabelValues(r.saga, "sent").Inc()
+		endSend(span, "sent", nil)
 		return true
 	}
 	outcome, rerr := m.recordOutcome(ctx, r, cmd, err)
+	endSend(span, outcome, err)
 	m.metrics.commands.WithLabelValues(r.saga, outcome).Inc()
 	if rerr != nil {
 		// The outcome is not recorded: the lease runs out (within one

@@ -45,8 +45,8 @@ func newQueries(schema string) queries {
 			ON CONFLICT (saga, instance_id) DO UPDATE SET status = $3, state = $4, compensations = $5,
 				outcome = $6, version = i.version + 1, updated_at = now(),
 				ended_at = CASE WHEN $3 = 'active' THEN NULL ELSE now() END`),
-		enqueueSQL: r.Replace(`INSERT INTO {s}.saga_outbox (saga, instance_id, command_id, command_type, payload, correlation_id, causation_id, withdrawable)
-			SELECT $1, $2, c.id, c.type, c.payload, $3, $4, c.withdrawable
+		enqueueSQL: r.Replace(`INSERT INTO {s}.saga_outbox (saga, instance_id, command_id, command_type, payload, correlation_id, causation_id, withdrawable, trace_context)
+			SELECT $1, $2, c.id, c.type, c.payload, $3, $4, c.withdrawable, $9::jsonb
 			FROM unnest($5::text[], $6::text[], $7::jsonb[], $8::boolean[]) WITH ORDINALITY AS c(id, type, payload, withdrawable, n)
 			ORDER BY c.n
 			ON CONFLICT (command_id) DO NOTHING`),
@@ -120,7 +120,7 @@ func newQueries(schema string) queries {
 					  AND (p.claimed_until IS NULL OR p.claimed_until < now())
 					ORDER BY p.id LIMIT $2
 					FOR UPDATE OF p SKIP LOCKED)
-				RETURNING o.id, o.saga, o.instance_id, o.command_id, o.command_type, o.payload, o.correlation_id, o.causation_id, o.attempts),
+				RETURNING o.id, o.saga, o.instance_id, o.command_id, o.command_type, o.payload, o.correlation_id, o.causation_id, o.attempts, o.trace_context),
 			started AS (
 				UPDATE {s}.saga_timeouts t SET due_at = now() + t.delay_us * interval '1 microsecond'
 				FROM claimed c WHERE t.saga = c.saga AND t.instance_id = c.instance_id AND t.after_command_id = c.command_id)
@@ -258,7 +258,8 @@ func (q *queries) persist(ctx context.Context, w *projection.Queue, sagaName str
 }
 
 // enqueue queues the commands a handling decided, in order, under IDs
-// derived from cause.
+// derived from cause, with the handling's trace context (the span in ctx),
+// under which the relay sends them.
 func (q *queries) enqueue(ctx context.Context, w *projection.Queue, sagaName string, inst *instance, fx *effects, cause, causationID string) error {
 	n := len(fx.sends)
 	ids, types, payloads := make([]string, n), make([]string, n), make([]string, n)
@@ -267,7 +268,7 @@ func (q *queries) enqueue(ctx context.Context, w *projection.Queue, sagaName str
 		ids[i] = commandID(sagaName, inst.id, cause, i)
 		types[i], payloads[i], withdrawable[i] = c.Type, string(c.Payload), c.withdrawable
 	}
-	if err := w.Exec(ctx, q.enqueueSQL, sagaName, inst.id, inst.correlationID, causationID, ids, types, payloads, withdrawable); err != nil {
+	if err := w.Exec(ctx, q.enqueueSQL, sagaName, inst.id, inst.correlationID, causationID, ids, types, payloads, withdrawable, traceContextArg(ctx)); err != nil {
 		return fmt.Errorf("saga %s: queueing commands of instance %s: %w", sagaName, inst.id, err)
 	}
 	return nil

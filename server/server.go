@@ -20,12 +20,14 @@ import (
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cairn-es/cairn/command"
 	"github.com/cairn-es/cairn/migrations"
 	"github.com/cairn-es/cairn/pgdb"
 	"github.com/cairn-es/cairn/projection"
 	"github.com/cairn-es/cairn/query"
+	"github.com/cairn-es/cairn/telemetry"
 )
 
 // Defaults of Config.
@@ -105,6 +107,12 @@ type Config struct {
 	ReadyMaxLag int64
 	// CheckTimeout bounds the database work of one /readyz check (2s).
 	CheckTimeout time.Duration
+	// TracerProvider makes the span of every request (but the operations
+	// endpoints'), a child of the trace context the client sent in the
+	// W3C traceparent header; the command a route dispatches is the
+	// span's child. Nil: otel.GetTracerProvider(), which makes none until
+	// the application installs an SDK.
+	TracerProvider trace.TracerProvider
 	// Logger receives the access log (one line per request: Info, Debug for
 	// the ops endpoints), the real errors behind 5xx responses (Error) and
 	// the server's life cycle; slog.Default() when nil.
@@ -206,6 +214,7 @@ type Server struct {
 	manager    *projection.Manager
 	health     *health
 	metrics    *httpMetrics
+	tracer     trace.Tracer
 
 	mu sync.Mutex // serializes writers of paths
 	// paths maps the path template of every mounted route and operations
@@ -228,6 +237,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, unmatched: &routeInfo{label: "unmatched"},
 		dispatcher: cfg.Dispatcher, admit: cfg.Admission, bus: cfg.QueryBus, manager: cfg.Projections,
+		tracer: telemetry.Tracer(cfg.TracerProvider, telemetry.ScopeName+"/server"),
 	}
 	if cfg.Health.DB.Pool != nil {
 		s.health = &health{db: cfg.Health.DB, sets: cfg.Health.Migrations}
@@ -250,7 +260,7 @@ func New(cfg Config) (*Server, error) {
 			s.log.Debug("cairn: writing a problem response failed", "error", werr)
 		}
 	}
-	e.Use(s.outer)
+	e.Use(s.traced, s.outer)
 	s.echo = e
 
 	s.http = &http.Server{

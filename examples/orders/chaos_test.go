@@ -557,14 +557,21 @@ type serveProc struct {
 	log  string
 }
 
-// startServe starts `orders serve` on addr and database url, logging to
-// logPath; the test's end stops it.
-func startServe(t *testing.T, bin, url, addr, logPath string) *serveProc {
+// startServe starts `orders serve` on addr and database url, with extra
+// arguments, logging to logPath; the test's end stops it.
+func startServe(t *testing.T, bin, url, addr, logPath string, extra ...string) *serveProc {
+	t.Helper()
+	return startProc(t, logPath, bin, append([]string{"serve", "--addr", addr, "--database-url", url,
+		"--payment-timeout", chaosPaymentTimeout.String(), "--payment-failure-rate", "0.1", "--payment-latency", "20ms", "--payment-jitter", "30ms"}, extra...)...)
+}
+
+// startProc starts bin with args as a child process logging to logPath;
+// the test's end stops it.
+func startProc(t *testing.T, logPath, bin string, args ...string) *serveProc {
 	t.Helper()
 	logFile, err := os.Create(logPath)
 	require.NoError(t, err)
-	cmd := exec.Command(bin, "serve", "--addr", addr, "--database-url", url,
-		"--payment-timeout", chaosPaymentTimeout.String(), "--payment-failure-rate", "0.1", "--payment-latency", "20ms", "--payment-jitter", "30ms")
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	require.NoError(t, cmd.Start())
 	p := &serveProc{cmd: cmd, done: make(chan struct{}), log: logPath}

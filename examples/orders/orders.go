@@ -33,15 +33,23 @@ type Config struct {
 	// PaymentTimeout bounds the saga's wait for a payment (default
 	// fulfilment.DefaultPaymentTimeout).
 	PaymentTimeout time.Duration
+	// RemoteShipping: shipping runs as a service of its own (`orders
+	// shipping`), reached through the broker (app.Config.Broker), instead
+	// of as a context of this process (see shipping.Proxy).
+	RemoteShipping bool
 }
 
 // Modules returns the system's modules, in registration order.
 func Modules(cfg Config) []app.Module {
+	var ship app.Module = shipping.Module{}
+	if cfg.RemoteShipping {
+		ship = shipping.Proxy{}
+	}
 	return []app.Module{
 		ordering.Module{Prefix: cfg.Prefix},
 		inventory.Module{Prefix: cfg.Prefix},
 		payment.Module{Prefix: cfg.Prefix, Gateway: cfg.Gateway},
-		shipping.Module{},
+		ship,
 		fulfilment.Module{Prefix: cfg.Prefix, PaymentTimeout: cfg.PaymentTimeout},
 		notification.Module{Prefix: cfg.Prefix},
 		analytics.Module{Prefix: cfg.Prefix},

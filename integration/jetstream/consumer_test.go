@@ -361,7 +361,7 @@ func TestConsumerRidesOutABrokerRestart(t *testing.T) {
 
 func TestNewConsumerChecksNames(t *testing.T) {
 	_, js := connect(t, jetstream.URL())
-	in, err := integration.NewInbox("shipping.eu", command.NewDispatcher(nil, command.Config{Logger: quiet}))
+	in, err := integration.NewInbox("shipping.eu", command.NewDispatcher(nil, command.Config{Logger: quiet}), integration.InboxConfig{})
 	require.NoError(t, err)
 	_, err = jetstream.NewConsumer(js, in, jetstream.ConsumerConfig{Stream: "ORDERS"})
 	require.ErrorContains(t, err, `durable name "shipping.eu"`, "a durable name may not have dots")

@@ -287,7 +287,7 @@ func newShipping(t *testing.T, hook func(ctx context.Context, c ScheduleShipment
 		}
 		return appendIt()
 	})
-	in, err := integration.NewInbox(fmt.Sprintf("ship%x", pgtest.Suffix()), d)
+	in, err := integration.NewInbox(fmt.Sprintf("ship%x", pgtest.Suffix()), d, integration.InboxConfig{})
 	require.NoError(t, err)
 	integration.Handle(in, "PaymentReceived", func(_ context.Context, m PaymentReceived, _ integration.Message) (any, error) {
 		return ScheduleShipment{OrderID: m.Order}, nil

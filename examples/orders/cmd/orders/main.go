@@ -2,6 +2,8 @@
 //
 //	orders serve [--addr 127.0.0.1:8080] [--store URL]          the HTTP API, projections and sagas
 //	orders demo [--addr 127.0.0.1:8080] [--store URL] [--exit]  serve, then drive a few hundred orders through it
+//	orders serve --broker nats://127.0.0.1:4222                 the same, with shipping reached through NATS
+//	orders shipping --broker nats://127.0.0.1:4222 --schema shipping  the shipping service
 //	orders projection|saga|migrate|events                       the embedded operations commands
 //
 // The database is --database-url, else $DATABASE_URL, else the local
@@ -33,7 +35,7 @@ func config() cli.Config { return configFrom(os.Getenv) }
 
 // configFrom is config with the environment given.
 func configFrom(getenv func(string) string) cli.Config {
-	cfg := app.CLI("orders", orders.Modules(orders.Config{}), serveCmd(), demoCmd())
+	cfg := app.CLI("orders", orders.Modules(orders.Config{}), serveCmd(), demoCmd(), shippingCmd())
 	if url := getenv(EnvStore); app.IsKurrentDBURL(url) {
 		cfg.OpenLog = func(ctx context.Context, _ pgdb.DB, logger *slog.Logger) (eventstore.Log, func(), error) {
 			store, closeStore, err := app.OpenKurrentDB(ctx, url, logger)

@@ -26,6 +26,9 @@ type systemFlags struct {
 	failureRate                 float64
 	latency, jitter, payTimeout time.Duration
 	noProjections, noSagas      bool
+	// broker is --broker: the NATS server through which the order system
+	// reaches shipping, run as a service of its own (`orders shipping`).
+	broker string
 	// security is what serve's flags set; the CAIRN_* environment fills
 	// in the rest (see package app). The demo, which drives its own
 	// server without tokens, ignores both.
@@ -66,7 +69,11 @@ func (f *systemFlags) register(cmd *cobra.Command, failureRate float64, latency,
 	fl.DurationVar(&f.latency, "payment-latency", latency, "how long the simulated gateway takes to answer")
 	fl.DurationVar(&f.jitter, "payment-jitter", jitter, "random extra time the simulated gateway takes, up to this")
 	fl.DurationVar(&f.payTimeout, "payment-timeout", payTimeout, "how long the saga waits for a payment before cancelling the order")
+	fl.StringVar(&f.broker, "broker", "", brokerFlagHelp)
 }
+
+const brokerFlagHelp = "NATS server (nats://127.0.0.1:4222, with JetStream) through which shipping is reached as a " +
+	"service of its own: run `orders shipping --broker` beside it. Default: shipping runs in this process"
 
 func (f *systemFlags) gateway() *payment.SimulatedGateway {
 	return &payment.SimulatedGateway{FailureRate: f.failureRate, Latency: f.latency, Jitter: f.jitter, Seed: uint64(time.Now().UnixNano())}
@@ -138,6 +145,7 @@ func (f *systemFlags) start(ctx context.Context, cmd *cobra.Command, gw payment.
 		Logger:          logger,
 		Security:        f.security,
 		NoEnv:           f.noEnv,
+		Broker:          app.BrokerConfig{URL: f.broker},
 	}
 	closeStore := func() {}
 	if choice.url != "" {
@@ -148,7 +156,7 @@ func (f *systemFlags) start(ctx context.Context, cmd *cobra.Command, gw payment.
 		}
 		cfg.EventStore, closeStore = store, closeKurrent
 	}
-	a, err := app.New(ctx, cfg, orders.Modules(orders.Config{Gateway: gw, PaymentTimeout: f.payTimeout})...)
+	a, err := app.New(ctx, cfg, orders.Modules(orders.Config{Gateway: gw, PaymentTimeout: f.payTimeout, RemoteShipping: f.broker != ""})...)
 	if err != nil {
 		closeStore()
 		_ = ln.Close()
