@@ -50,11 +50,16 @@ lint:
 
 ## bench: the benchmarks behind docs/benchmarks.md. The projection
 ## benchmarks rebuild 1,000,000 events per run and the sample system's push
-## hundreds of orders through it, so they run once per count.
+## hundreds of orders through it, so they run once per count; so do the
+## integration ones (5,000 messages published, 5,000 paced from service to
+## service over NATS JetStream: NATS_URL, else 127.0.0.1:4222, else a private
+## nats-server).
 bench:
 	$(WITH_PG) $(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) \
 		./eventstore/... ./aggregate/... ./command/... ./server/... | tee bench.out
 	$(WITH_PG) $(GO) test -run '^$$' -bench . -benchtime 1x -count $(PROJECTION_BENCH_COUNT) -timeout 60m \
 		./projection/ ./examples/orders/ | tee -a bench.out
+	$(WITH_PG) scripts/with-nats.sh $(GO) test -run '^$$' -bench . -benchtime 1x -count $(PROJECTION_BENCH_COUNT) -timeout 30m \
+		./integration/jetstream/ | tee -a bench.out
 	$(GO) run $(BENCHSTAT) bench.out
 	$(GO) run ./internal/benchratio bench.out

@@ -30,8 +30,8 @@ const shippingSchema = "shipping"
 // TestTwoServices runs the order system (`orders serve --broker`) and the
 // shipping service (`orders shipping`) as two processes that talk only
 // through a private NATS server, and places orders from 8 clients while
-// first the shipping service and then the order system are killed with
-// SIGKILL and started again. Every acknowledged order reaches its final
+// first the shipping service, then the order system, then the NATS server
+// are killed with SIGKILL and started again. Every acknowledged order reaches its final
 // state, every OrderPaid of the order system becomes exactly one shipment
 // in the shipping service's log (and no shipment is scheduled for an
 // order that was not paid), the shipping service's answer is recorded once
@@ -42,7 +42,8 @@ func TestTwoServices(t *testing.T) {
 	started := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	bin, pg, broker := buildOrders(t), pgserver.New(t), startNATS(t)
+	bin, pg, nats := buildOrders(t), pgserver.New(t), startNATS(t)
+	broker := nats.url
 	logs := t.TempDir()
 	addr, shipAddr := freeAddr(t), freeAddr(t)
 	base := "http://" + addr
@@ -76,6 +77,10 @@ func TestTwoServices(t *testing.T) {
 	srv.kill()
 	srv = startOrders(2)
 	require.NoError(t, waitAnswers(ctx, base))
+	sleepCtx(ctx, 4*time.Second)
+	trk.awaitBusy(ctx, 3, 5*time.Second)
+	nats.kill(t)
+	nats.start(t) // same port, same store: both services reconnect by themselves
 	sleepCtx(ctx, 4*time.Second)
 
 	acked, err := load.stop()
@@ -146,35 +151,63 @@ func checkShipments(ctx context.Context, t *testing.T, pool *pgxpool.Pool, log e
 	require.Zero(t, orphans, "shipments whose correlation ID names no request of the order system")
 }
 
-// startNATS starts a private nats-server with JetStream for the test and
-// returns its URL: the test's streams and consumers are its own, and
-// nothing it does reaches the machine's server.
-func startNATS(t *testing.T) string {
+// natsServer is a private nats-server with JetStream, for one test: its
+// streams and consumers are the test's own, and killing it touches nothing
+// else.
+type natsServer struct {
+	bin, addr, url, dir string
+	cmd                 *exec.Cmd
+	done                chan struct{}
+}
+
+// startNATS starts a private nats-server on a free port.
+func startNATS(t *testing.T) *natsServer {
 	t.Helper()
 	bin, err := exec.LookPath("nats-server")
 	require.NoError(t, err, "this test starts a private NATS server: install nats-server (Debian package nats-server)")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := ln.Addr().(*net.TCPAddr).Port
-	require.NoError(t, ln.Close())
-	dir := t.TempDir()
-	logFile, err := os.Create(filepath.Join(dir, "nats.log"))
-	require.NoError(t, err)
-	cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-js", "-sd", filepath.Join(dir, "js"))
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	require.NoError(t, cmd.Start())
+	addr := freeAddr(t)
+	s := &natsServer{bin: bin, addr: addr, url: "nats://" + addr, dir: t.TempDir()}
+	s.start(t)
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
+		if s.cmd != nil {
+			_ = s.cmd.Process.Signal(syscall.SIGTERM)
+			<-s.done
+		}
+	})
+	return s
+}
+
+// start starts the server on its address and store, and waits until it
+// listens.
+func (s *natsServer) start(t *testing.T) {
+	t.Helper()
+	_, port, err := net.SplitHostPort(s.addr)
+	require.NoError(t, err)
+	logFile, err := os.OpenFile(filepath.Join(s.dir, "nats.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	require.NoError(t, err)
+	s.cmd = exec.Command(s.bin, "-a", "127.0.0.1", "-p", port, "-js", "-sd", filepath.Join(s.dir, "js"))
+	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
+	require.NoError(t, s.cmd.Start())
+	done := make(chan struct{})
+	s.done = done
+	go func(cmd *exec.Cmd) {
 		_ = cmd.Wait()
 		logFile.Close()
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+		close(done)
+	}(s.cmd)
 	require.Eventually(t, func() bool {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		c, err := net.DialTimeout("tcp", s.addr, 100*time.Millisecond)
 		if err == nil {
 			c.Close()
 		}
 		return err == nil
-	}, 10*time.Second, 20*time.Millisecond, "the private nats-server never listened on %s", addr)
-	return "nats://" + addr
+	}, 10*time.Second, 20*time.Millisecond, "the private nats-server never listened on %s", s.addr)
+}
+
+// kill kills the server with SIGKILL.
+func (s *natsServer) kill(t *testing.T) {
+	t.Helper()
+	_ = s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.done
+	s.cmd = nil
 }

@@ -37,6 +37,8 @@ var pairs = []pair{
 	{"HTTPList/framework", "HTTPList/bare", "HTTP page of 20 (query.List) vs bare echo+pgx, same SQL, 8 clients (goal ≥ 0.90)"},
 	{"HTTPCommand/post", "HTTPCommand/append", "HTTP POST command end to end vs raw store.Append of one event, 8 clients"},
 	{"Orders/end-to-end", "Orders/raw-insert", "sample orders completed end to end (HTTP, saga, 4 contexts, read models) vs raw pgx INSERT commits, 16 clients"},
+	{"IntegrationPublish/publisher", "IntegrationPublish/sync-loop", "integration publisher (log to JetStream, checkpoints included) vs bare nats.go loop of synchronous publishes, same messages (goal ≥ 0.70)"},
+	{"IntegrationPublish/publisher", "IntegrationPublish/async-loop", "integration publisher vs bare nats.go loop of async publishes (window 256, all acked), same messages (no goal: the publisher publishes one at a time to keep order per key)"},
 }
 
 // figure names a custom metric worth printing as it is (latencies).
@@ -53,6 +55,10 @@ var figures = []figure{
 	{"Orders/end-to-end", "p99-ms", "sample order placed → completed, p99 (ms), 200 at once (queueing included)"},
 	{"Orders/one-at-a-time", "p50-ms", "sample order placed → completed, p50 (ms), one at a time"},
 	{"Orders/one-at-a-time", "p99-ms", "sample order placed → completed, p99 (ms), one at a time"},
+	{"IntegrationLatency", "p50-ms", "event committed in service A → its command's event in service B over JetStream, p50 (ms), 500 events/s"},
+	{"IntegrationLatency", "p99-ms", "event committed in service A → its command's event in service B over JetStream, p99 (ms; goal < 50), 500 events/s"},
+	{"IntegrationLatency", "publish-p99-ms", "service A → service B, publishing leg only (A's event → stored in the stream), p99 (ms)"},
+	{"IntegrationLatency", "events/s", "service A → service B: write rate achieved in A (events/s; target 500)"},
 }
 
 var line = regexp.MustCompile(`^Benchmark(\S+?)(-\d+)?\s+\d+\s+(.*)$`)
