@@ -210,8 +210,17 @@ func (m *Manager) applyTx(ctx context.Context, conn *pgx.Conn, p Projector, sche
 	defer func() { endBatch(span, err) }()
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		// The write lock, the state, the search path and the checkpoint,
-		// locked, in one round trip: the statements run in order, so the
-		// state and the checkpoint are read under the write lock.
+		// in one round trip: the statements run in order, so the state
+		// and the checkpoint are read under the write lock.
+		//
+		// Live, the write lock is what serialises the checkpoint's
+		// writers (every one takes it), so the checkpoint is read without
+		// FOR UPDATE: a row lock would give the transaction an ID at its
+		// start, and a transaction with an ID holds back every reader of
+		// the log (the horizon) until it ends. A projector that writes
+		// nothing but its checkpoint (an integration publisher, which
+		// waits for the broker inside the transaction) then takes its ID
+		// only at the end.
 		var (
 			prelude pgx.Batch
 			state   State
@@ -223,7 +232,11 @@ func (m *Manager) applyTx(ctx context.Context, conn *pgx.Conn, p Projector, sche
 			prelude.Queue(m.q.state, p.Name()).QueryRow(func(row pgx.Row) error { return row.Scan(&state) })
 		}
 		prelude.Queue("SELECT set_config('search_path', $1, true)", quote(schema)+", public")
-		prelude.Queue("SELECT version, pos_tx, pos_seq FROM " + quote(schema) + "." + checkpointTable + " FOR UPDATE").
+		lock := " FOR UPDATE"
+		if live {
+			lock = ""
+		}
+		prelude.Queue("SELECT version, pos_tx, pos_seq FROM " + quote(schema) + "." + checkpointTable + lock).
 			QueryRow(func(row pgx.Row) error { return row.Scan(&cp.Version, &cp.Position.Tx, &seq) })
 		if err := tx.SendBatch(ctx, &prelude).Close(); err != nil {
 			var pgErr *pgconn.PgError
