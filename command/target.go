@@ -13,6 +13,11 @@ import (
 // each collision costs a reload, a failed append and a retry's backoff.
 // Commands from other processes still meet the store's optimistic
 // concurrency check; Targeted only spares the collisions within one.
+//
+// A turn is not re-entrant: a handler that dispatches, on the same
+// dispatcher and in its own call, another command with the same target
+// waits for itself until its context ends. Queue that command instead (a
+// saga, a reaction).
 type Targeted interface {
 	Target() string
 }

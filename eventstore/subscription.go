@@ -87,7 +87,10 @@ func (s *Subscription) NextBatch(ctx context.Context) ([]RecordedEvent, error) {
 	}
 	// After a wake-up that finds nothing new, the writer's events can be
 	// held back by an older transaction still in flight; retry soon, backing
-	// off to at most maxRetry until something is delivered.
+	// off to at most maxRetry until something is delivered. A reader that
+	// says when events are held back (HoldbackReader) is re-read while
+	// they are, whether or not a wake-up came: its wake-up may have been
+	// spent on the events read before them.
 	const firstRetry, maxRetry = time.Millisecond, 100 * time.Millisecond
 	retry := time.Duration(0)
 	for {
@@ -96,7 +99,7 @@ func (s *Subscription) NextBatch(ctx context.Context) ([]RecordedEvent, error) {
 			return nil, ErrSubscriptionClosed
 		default:
 		}
-		events, heldBack, err := s.read(ctx)
+		events, heldBack, known, err := s.read(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -104,7 +107,12 @@ func (s *Subscription) NextBatch(ctx context.Context) ([]RecordedEvent, error) {
 			s.pos = events[len(events)-1].Position
 			return events, nil
 		}
-		if !heldBack {
+		switch {
+		case known && heldBack:
+			if retry == 0 {
+				retry = firstRetry
+			}
+		case known:
 			// Nothing this subscription wants is committed: the wake-up
 			// was for events it filters out. Wait for the next one.
 			retry = 0
@@ -130,16 +138,16 @@ func (s *Subscription) NextBatch(ctx context.Context) ([]RecordedEvent, error) {
 	}
 }
 
-// read reads the next batch and whether events after it are held back; a
-// reader that cannot tell reports them held back, so that a wake-up that
-// finds nothing is always followed by the quick retries.
-func (s *Subscription) read(ctx context.Context) ([]RecordedEvent, bool, error) {
+// read reads the next batch and whether events after it are held back;
+// known is false for a reader that cannot tell.
+func (s *Subscription) read(ctx context.Context) (events []RecordedEvent, heldBack, known bool, err error) {
 	opts := ReadLogOptions{Limit: s.opts.BatchSize, Types: s.opts.Types, Categories: s.opts.Categories}
 	if h, ok := s.reader.(HoldbackReader); ok {
-		return h.ReadLogHoldback(ctx, s.pos, opts)
+		events, heldBack, err = h.ReadLogHoldback(ctx, s.pos, opts)
+		return events, heldBack, true, err
 	}
-	events, err := s.reader.ReadLog(ctx, s.pos, opts)
-	return events, true, err
+	events, err = s.reader.ReadLog(ctx, s.pos, opts)
+	return events, false, false, err
 }
 
 // Close releases the subscription's wake-up registration. It is safe to call

@@ -79,7 +79,14 @@ func (m *Manager) tryLead(ctx context.Context, r *registered, log *slog.Logger, 
 		return nil
 	}
 	log.Info("cairn: projection runner took the lead")
-	return m.lead(ctx, conn, r, func() { down.recovered(log, "leading") })
+	return m.lead(ctx, conn, r, func(working bool) {
+		// After a dependency's outage (ErrUnavailable), taking the lead
+		// again proves nothing: only a batch applied (or nothing left to
+		// apply) ends it, so that the retries keep backing off.
+		if working || !down.dependency {
+			down.recovered(log, "leading")
+		}
+	})
 }
 
 // runnerConnConfig is the pool's connection configuration for a leader
@@ -104,6 +111,8 @@ type outage struct {
 	attempts int
 	logged   time.Time
 	lastErr  string
+	// dependency: the last failure was a dependency's (ErrUnavailable).
+	dependency bool
 }
 
 // outageLogEvery spaces the reminders that a runner is still failing.
@@ -115,6 +124,7 @@ const outageLogEvery = time.Minute
 func (o *outage) failed(log *slog.Logger, err error, retry time.Duration) {
 	now := time.Now()
 	o.attempts++
+	o.dependency = errors.Is(err, ErrUnavailable)
 	switch {
 	case o.since.IsZero():
 		o.since = now
@@ -139,19 +149,21 @@ func (o *outage) recovered(log *slog.Logger, role string) {
 }
 
 // lead applies the projection while holding its leader lock on conn; up is
-// called once the model is ready and the runner about to apply events.
-func (m *Manager) lead(ctx context.Context, conn *pgx.Conn, r *registered, up func()) error {
+// called with false once the model is ready and the runner about to apply
+// events, and with true whenever a batch is applied or nothing is left to
+// apply.
+func (m *Manager) lead(ctx context.Context, conn *pgx.Conn, r *registered, up func(working bool)) error {
 	p := r.p
 	if err := m.prepare(ctx, conn, p); err != nil {
 		return err
 	}
-	up()
+	up(false)
 	for ctx.Err() == nil {
 		running, err := m.waitRunning(ctx, conn, p.Name())
 		if err != nil || !running {
 			return err
 		}
-		if err := m.follow(ctx, conn, r); err != nil && !errors.Is(err, errNotRunning) && !errors.Is(err, errMoved) {
+		if err := m.follow(ctx, conn, r, up); err != nil && !errors.Is(err, errNotRunning) && !errors.Is(err, errMoved) {
 			return err
 		}
 	}
@@ -226,7 +238,7 @@ func (m *Manager) waitRunning(ctx context.Context, conn *pgx.Conn, name string) 
 
 // follow subscribes from the live checkpoint and applies batches until the
 // projection stops running, its checkpoint moves under it, or ctx ends.
-func (m *Manager) follow(ctx context.Context, conn *pgx.Conn, r *registered) error {
+func (m *Manager) follow(ctx context.Context, conn *pgx.Conn, r *registered, up func(working bool)) error {
 	p := r.p
 	cp, ok, err := readCheckpoint(ctx, conn, p.Name(), false)
 	if err != nil {
@@ -254,6 +266,7 @@ func (m *Manager) follow(ctx context.Context, conn *pgx.Conn, r *registered) err
 			return nil
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
+			up(true)
 			// Nothing was consumed; the subscription stays usable. With
 			// nothing to apply, a moved checkpoint (a reset) would go
 			// unnoticed until the next event: look for one.
@@ -271,6 +284,7 @@ func (m *Manager) follow(ctx context.Context, conn *pgx.Conn, r *registered) err
 		if err := m.applyWithPolicy(ctx, conn, r, pos, batch); err != nil {
 			return err
 		}
+		up(true)
 		pos = batch[len(batch)-1].Position
 	}
 }

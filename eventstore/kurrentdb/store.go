@@ -227,9 +227,15 @@ func isNotFound(err error) bool {
 
 // wrap adds context to a client error, reporting the context's own error
 // when it ended the call, so that errors.Is(err, context.Canceled) holds.
+// The server may give up on the caller's deadline a moment before the
+// caller's own timer fires: its DeadlineExceeded is the context's then.
 func (s *Store) wrap(ctx context.Context, op string, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
 		return fmt.Errorf("kurrentdb: %s: %w", op, cerr)
+	}
+	var ke *kdb.Error
+	if _, ok := ctx.Deadline(); ok && errors.As(err, &ke) && ke.Code() == kdb.ErrorCodeDeadlineExceeded {
+		return fmt.Errorf("kurrentdb: %s: %w", op, context.DeadlineExceeded)
 	}
 	return fmt.Errorf("kurrentdb: %s: %w", op, err)
 }

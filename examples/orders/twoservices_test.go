@@ -141,14 +141,16 @@ func checkShipments(ctx context.Context, t *testing.T, pool *pgxpool.Pool, log e
 	require.Positive(t, paid, "no order was paid: nothing crossed the broker")
 	require.Equal(t, paid, shipped.count("ShipmentScheduled"), "every shipment scheduled belongs to a paid order")
 
-	// The shipping service's events name, through the broker, the events of
-	// the order system that caused them.
+	// The shipping service's events name, through the broker, the event of
+	// the order system that caused them (the command's cause, caused_by),
+	// and share its correlation ID.
 	var orphans int
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM shipping.events s
 		WHERE s.type = 'ShipmentScheduled' AND NOT EXISTS (
 			SELECT 1 FROM cairn.events o WHERE o.type = 'ShipmentRequested'
+			AND o.event_id::text = s.metadata->'extra'->>'caused_by'
 			AND o.metadata->>'correlation_id' = s.metadata->>'correlation_id')`).Scan(&orphans))
-	require.Zero(t, orphans, "shipments whose correlation ID names no request of the order system")
+	require.Zero(t, orphans, "shipments that name no request of the order system as their cause")
 }
 
 // natsServer is a private nats-server with JetStream, for one test: its

@@ -16,6 +16,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cairn-es/cairn/integration"
+	"github.com/cairn-es/cairn/internal/pgerr"
 	"github.com/cairn-es/cairn/retry"
 )
 
@@ -404,8 +405,17 @@ func (c *Consumer) handle(ctx context.Context, msg natsjs.Msg) bool {
 
 // failed settles a delivery that failed: redelivered later, with backoff,
 // while the failure is transient and the bound not reached, else
-// dead-lettered. It returns what it did.
+// dead-lettered. A database that cannot be reached is no failure of the
+// message: its deliveries are redelivered, with backoff, until it is back,
+// however long that takes, as the projection runner and the publisher wait
+// out an outage. It returns what it did.
 func (c *Consumer) failed(ctx context.Context, d delivery, outcome integration.Outcome, cause error) integration.Outcome {
+	if outcome == integration.Retry && pgerr.Transient(cause) {
+		delay := c.cfg.Retry.Delay(d.attempt)
+		d.log.Warn("cairn: integration message not handled, the database is unavailable; it will be redelivered", "error", cause, "after", delay)
+		_ = d.msg.NakWithDelay(delay)
+		return integration.Retry
+	}
 	if outcome == integration.Retry && d.attempt < c.cfg.Retry.MaxAttempts {
 		delay := c.cfg.Retry.Delay(d.attempt)
 		d.log.Warn("cairn: integration message failed; it will be redelivered", "error", cause, "after", delay,

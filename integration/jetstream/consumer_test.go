@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
@@ -371,4 +372,29 @@ func TestNewConsumerChecksNames(t *testing.T) {
 	require.ErrorContains(t, err, "stream name")
 	_, err = jetstream.NewConsumer(js, in, jetstream.ConsumerConfig{Stream: "ORDERS", Durable: "x", DeadLetterSubject: "dlq.>"})
 	require.ErrorIs(t, err, integration.ErrInvalidMessage)
+}
+
+// A database that cannot be reached fails no message: its deliveries are
+// redelivered past the retry bound until the database answers, and none
+// is dead-lettered.
+func TestADatabaseOutageDeadLettersNothing(t *testing.T) {
+	_, js := connect(t, jetstream.URL())
+	n := uniqueNames()
+	createStream(t, js, n.stream, n.subject)
+	var failures atomic.Int32
+	ship := newShipping(t, func(_ context.Context, c ScheduleShipment, appendIt appendFunc) (eventstore.AppendResult, error) {
+		if failures.Add(1) <= 6 { // twice the bound
+			return eventstore.AppendResult{}, fmt.Errorf("appending: %w", &pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command"})
+		}
+		return appendIt()
+	})
+	metrics, reg := newMetrics(t)
+	c := ship.consumer(t, js, n.stream, metrics, jetstream.ConsumerConfig{
+		Retry: retry.Policy{MaxAttempts: 3, BaseDelay: 10 * time.Millisecond, MaxDelay: 20 * time.Millisecond},
+	})
+	run(t, c.Run)
+	send(t, js, n.prefix+".PaymentReceived", "evt-outage", "outage", 1)
+	require.Eventually(t, func() bool { return ship.shipments(t, "outage") == 1 }, 10*time.Second, 10*time.Millisecond)
+	require.Zero(t, outcomes(t, reg, integration.DeadLetter), "an outage is no failure of the message")
+	require.GreaterOrEqual(t, failures.Load(), int32(7), "delivered past the bound of 3")
 }
