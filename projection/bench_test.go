@@ -15,6 +15,7 @@ import (
 
 	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/eventstore/postgres"
+	"github.com/cairn-es/cairn/internal/benchload"
 	"github.com/cairn-es/cairn/internal/pgtest"
 	"github.com/cairn-es/cairn/projection"
 )
@@ -356,44 +357,6 @@ func BenchmarkRebuild(b *testing.B) {
 	})
 }
 
-// paced runs count operations at rate per second in total, spread over
-// writers goroutines, each on its own ticker, started staggered so the
-// writes do not arrive in bursts. op gets the writer and the operation's
-// global index. It returns the wall time from the first tick to the end of
-// the last operation.
-func paced(b *testing.B, count, rate, writers int, op func(w, i int) error) time.Duration {
-	period := time.Duration(float64(time.Second) * float64(writers) / float64(rate))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, writers)
-	start := time.Now()
-	for w := range writers {
-		wg.Go(func() {
-			time.Sleep(period * time.Duration(w) / time.Duration(writers))
-			t := time.NewTicker(period)
-			defer t.Stop()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= count {
-					return
-				}
-				if err := op(w, i); err != nil {
-					errs <- err
-					return
-				}
-				<-t.C
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	close(errs)
-	for err := range errs {
-		b.Fatal(err)
-	}
-	return elapsed
-}
-
 // Live-lag load: CAIRN_BENCH_LAG_EVENTS events (default 5000) at 500
 // events/s from 4 writers.
 const (
@@ -430,13 +393,13 @@ func BenchmarkLiveLag(b *testing.B) {
 		}
 		insert := fmt.Sprintf(`INSERT INTO %s.raw_events (event_id, stream_id, version, type, schema_version, data, metadata)
 			VALUES (gen_random_uuid(), $1, $2, 'ItemAdded', 1, $3, $4)`, schema)
-		var lat latencies
+		var lat benchload.Latencies
 		for b.Loop() {
 			base := time.Now()
 			sent := make([]atomic.Int64, count) // ns since base, before the INSERT
-			got := make(chan latencies, 1)
+			got := make(chan benchload.Latencies, 1)
 			go func() {
-				var l latencies
+				var l benchload.Latencies
 				deadline, cancel := context.WithTimeout(ctx, time.Duration(count)*time.Second/benchLagRate+30*time.Second)
 				defer cancel()
 				for len(l) < count {
@@ -449,7 +412,7 @@ func BenchmarkLiveLag(b *testing.B) {
 				}
 				got <- l
 			}()
-			paced(b, count, benchLagRate, benchLagWriters, func(w, i int) error {
+			benchload.Paced(b, count, benchLagRate, benchLagWriters, func(w, i int) error {
 				sent[i].Store(int64(time.Since(base)))
 				if _, err := pool.Exec(ctx, insert, fmt.Sprintf("live-%d-%d", w, i%50), i+1, `{"sku":"SKU-0001","qty":1}`, benchMetadata); err != nil {
 					return err
@@ -463,8 +426,8 @@ func BenchmarkLiveLag(b *testing.B) {
 			}
 			lat = append(lat, l...)
 		}
-		rawP99 = lat.percentileMS(99)
-		b.ReportMetric(lat.percentileMS(50), "p50-ms")
+		rawP99 = lat.PercentileMS(99)
+		b.ReportMetric(lat.PercentileMS(50), "p50-ms")
 		b.ReportMetric(rawP99, "p99-ms")
 		b.ReportMetric(0, "ns/op")
 	})
@@ -528,13 +491,13 @@ func BenchmarkLiveLag(b *testing.B) {
 			b.Fatal(err)
 		}
 
-		var lag, seen, appendLat latencies
+		var lag, seen, appendLat benchload.Latencies
 		var mu sync.Mutex
 		var elapsed time.Duration
 		for b.Loop() {
 			var waits sync.WaitGroup
 			waitErrs := make(chan error, count)
-			elapsed += paced(b, count, benchLagRate, benchLagWriters, func(w, i int) error {
+			elapsed += benchload.Paced(b, count, benchLagRate, benchLagWriters, func(w, i int) error {
 				t0 := time.Now()
 				res, err := appendOne(w, i)
 				if err != nil {
@@ -577,14 +540,14 @@ func BenchmarkLiveLag(b *testing.B) {
 		if err := pool.QueryRow(ctx, "SELECT sum(events) FROM "+pgx.Identifier{p.Name(), "items"}.Sanitize()).Scan(&events); err != nil || events != st.EventsApplied {
 			b.Fatalf("model holds %d events (%v), want %d", events, err, st.EventsApplied)
 		}
-		p99 := lag.percentileMS(99)
-		b.ReportMetric(lag.percentileMS(50), "p50-ms")
+		p99 := lag.PercentileMS(99)
+		b.ReportMetric(lag.PercentileMS(50), "p50-ms")
 		b.ReportMetric(p99, "p99-ms")
-		b.ReportMetric(lag.percentileMS(100), "max-ms")
-		b.ReportMetric(seen.percentileMS(50), "seen-p50-ms")
-		b.ReportMetric(seen.percentileMS(99), "seen-p99-ms")
-		b.ReportMetric(appendLat.percentileMS(50), "append-p50-ms")
-		b.ReportMetric(appendLat.percentileMS(99), "append-p99-ms")
+		b.ReportMetric(lag.PercentileMS(100), "max-ms")
+		b.ReportMetric(seen.PercentileMS(50), "seen-p50-ms")
+		b.ReportMetric(seen.PercentileMS(99), "seen-p99-ms")
+		b.ReportMetric(appendLat.PercentileMS(50), "append-p50-ms")
+		b.ReportMetric(appendLat.PercentileMS(99), "append-p99-ms")
 		b.ReportMetric(float64(count*b.N)/elapsed.Seconds(), "events/s")
 		if rawP99 > 0 {
 			b.ReportMetric(p99/rawP99, "p99-x-raw")

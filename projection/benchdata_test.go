@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"os"
-	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -134,18 +132,4 @@ func waitReadable(b *testing.B, store *postgres.Store, events int) {
 	if waited := time.Since(started); waited > time.Second {
 		b.Logf("waited %v for the read horizon to pass the seeded log", waited.Round(time.Millisecond))
 	}
-}
-
-// latencies collects durations and reports percentiles in milliseconds.
-type latencies []time.Duration
-
-func (l latencies) percentileMS(p float64) float64 {
-	if len(l) == 0 {
-		return 0
-	}
-	s := slices.Clone(l)
-	slices.Sort(s)
-	// Nearest rank.
-	i := min(max(int(math.Ceil(p/100*float64(len(s))))-1, 0), len(s)-1)
-	return float64(s[i]) / float64(time.Millisecond)
 }

@@ -5,12 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"os"
-	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +21,7 @@ import (
 	"github.com/cairn-es/cairn/eventstore/postgres"
 	"github.com/cairn-es/cairn/integration"
 	"github.com/cairn-es/cairn/integration/jetstream"
+	"github.com/cairn-es/cairn/internal/benchload"
 	"github.com/cairn-es/cairn/internal/pgtest"
 	"github.com/cairn-es/cairn/projection"
 )
@@ -365,58 +363,6 @@ func BenchmarkIntegrationPublish(b *testing.B) {
 	})
 }
 
-// latencies collects durations and reports percentiles in milliseconds.
-type latencies []time.Duration
-
-func (l latencies) percentileMS(p float64) float64 {
-	if len(l) == 0 {
-		return 0
-	}
-	s := slices.Clone(l)
-	slices.Sort(s)
-	// Nearest rank.
-	i := min(max(int(math.Ceil(p/100*float64(len(s))))-1, 0), len(s)-1)
-	return float64(s[i]) / float64(time.Millisecond)
-}
-
-// paced runs count operations at rate per second in total, spread over
-// writers goroutines, each on its own ticker, started staggered so the
-// writes do not arrive in bursts. op gets the operation's index. It
-// returns the wall time from the first tick to the end of the last
-// operation.
-func paced(b *testing.B, count, rate, writers int, op func(i int) error) time.Duration {
-	period := time.Duration(float64(time.Second) * float64(writers) / float64(rate))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, writers)
-	start := time.Now()
-	for w := range writers {
-		wg.Go(func() {
-			time.Sleep(period * time.Duration(w) / time.Duration(writers))
-			t := time.NewTicker(period)
-			defer t.Stop()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= count {
-					return
-				}
-				if err := op(i); err != nil {
-					errs <- err
-					return
-				}
-				<-t.C
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	close(errs)
-	for err := range errs {
-		b.Fatal(err)
-	}
-	return elapsed
-}
-
 // waitLogCount waits until the store's log holds want events.
 func waitLogCount(b *testing.B, store *postgres.Store, want int64, within time.Duration) {
 	b.Helper()
@@ -502,7 +448,7 @@ func BenchmarkIntegrationLatency(b *testing.B) {
 	var elapsed time.Duration
 	sent := 0
 	for b.Loop() {
-		elapsed += paced(b, count, latencyRate, latencyWriters, func(i int) error {
+		elapsed += benchload.Paced(b, count, latencyRate, latencyWriters, func(_, i int) error {
 			_, err := a.pay(ctx, i%benchKeys, i)
 			return err
 		})
@@ -528,7 +474,7 @@ func BenchmarkIntegrationLatency(b *testing.B) {
 	for _, m := range messages(b, js, n.stream) {
 		stored[m.Header.Get(natsjs.MsgIDHeader)] = m.Time
 	}
-	var lat, publish, consume latencies
+	var lat, publish, consume benchload.Latencies
 	seen := make(map[string]bool, len(bLog))
 	for _, e := range bLog {
 		cause := e.Metadata.Extra["caused_by"]
@@ -549,13 +495,13 @@ func BenchmarkIntegrationLatency(b *testing.B) {
 	if len(lat) != sent || len(publish) != sent {
 		b.Fatalf("%d of A's %d events caused an event in B, %d of them found in the stream", len(lat), sent, len(publish))
 	}
-	b.ReportMetric(lat.percentileMS(50), "p50-ms")
-	b.ReportMetric(lat.percentileMS(99), "p99-ms")
-	b.ReportMetric(lat.percentileMS(100), "max-ms")
-	b.ReportMetric(publish.percentileMS(50), "publish-p50-ms")
-	b.ReportMetric(publish.percentileMS(99), "publish-p99-ms")
-	b.ReportMetric(consume.percentileMS(50), "consume-p50-ms")
-	b.ReportMetric(consume.percentileMS(99), "consume-p99-ms")
+	b.ReportMetric(lat.PercentileMS(50), "p50-ms")
+	b.ReportMetric(lat.PercentileMS(99), "p99-ms")
+	b.ReportMetric(lat.PercentileMS(100), "max-ms")
+	b.ReportMetric(publish.PercentileMS(50), "publish-p50-ms")
+	b.ReportMetric(publish.PercentileMS(99), "publish-p99-ms")
+	b.ReportMetric(consume.PercentileMS(50), "consume-p50-ms")
+	b.ReportMetric(consume.PercentileMS(99), "consume-p99-ms")
 	b.ReportMetric(float64(sent)/elapsed.Seconds(), "events/s")
 	b.ReportMetric(0, "ns/op")
 }
