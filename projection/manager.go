@@ -10,11 +10,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/internal/pgnotify"
 	"github.com/cairn-es/cairn/pgdb"
 	"github.com/cairn-es/cairn/retry"
 	"github.com/cairn-es/cairn/telemetry"
@@ -125,8 +125,9 @@ func NewManager(log eventstore.Log, db pgdb.DB, cfg Config) (*Manager, error) {
 	}
 	m.waiters.m = m
 	m.waiters.ctx, m.waiters.cancel = context.WithCancel(context.Background())
-	m.waiters.token = uuid.NewString()
-	m.waiters.pokes = make(chan struct{}, 1)
+	m.waiters.sender = pgnotify.NewSender(m.pool, m.channel, func(err error) {
+		m.log.Debug("cairn: checkpoint notification failed; other processes' waiters will poll", "error", err)
+	})
 	return m, nil
 }
 
@@ -144,6 +145,7 @@ func (m *Manager) Close() {
 	m.waiters.cancel()
 	m.waiters.mu.Unlock()
 	m.waiters.wg.Wait()
+	m.waiters.sender.Close()
 }
 
 // Register adds a projector. Names must be valid and unique.

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/internal/pgnotify"
 )
 
 // WaitFor blocks until every named projection has processed the log up to
@@ -100,8 +101,8 @@ func (m *Manager) firstBehind(ctx context.Context, pos eventstore.Position, regs
 // serialised every projection's commits behind each other's. A runner's
 // commit wakes this process's waiters directly, and the hub sends one
 // NOTIFY, outside any transaction, for every commit that landed while the
-// previous one was on its way, carrying the hub's token so that its own
-// listener ignores it.
+// previous one was on its way (pgnotify.Sender), carrying the sender's
+// token so that its own listener ignores it.
 type waitHub struct {
 	m         *Manager
 	ctx       context.Context
@@ -109,52 +110,16 @@ type waitHub struct {
 	wg        sync.WaitGroup
 	mu        sync.Mutex
 	listening bool
-	sending   bool
 	fan       eventstore.Broadcaster
-	token     string
-	pokes     chan struct{}
+	sender    *pgnotify.Sender
 }
-
-// checkpointNotifyInterval is the least time between two of a process's
-// checkpoint NOTIFYs.
-const checkpointNotifyInterval = 2 * time.Millisecond
 
 // checkpointed wakes the waiters after a runner's commit: this process's
-// at once, other processes' through a NOTIFY.
+// at once, other processes' through a NOTIFY. One lost (the database
+// away) leaves other processes' waiters to their poll.
 func (h *waitHub) checkpointed() {
 	h.fan.Broadcast()
-	h.mu.Lock()
-	if !h.sending && h.ctx.Err() == nil {
-		h.sending = true
-		h.wg.Add(1)
-		go h.send()
-	}
-	h.mu.Unlock()
-	select {
-	case h.pokes <- struct{}{}:
-	default:
-	}
-}
-
-// send sends the coalesced NOTIFYs until the manager is closed. One lost
-// (the database away) leaves other processes' waiters to their poll.
-func (h *waitHub) send() {
-	defer h.wg.Done()
-	for {
-		select {
-		case <-h.ctx.Done():
-			return
-		case <-h.pokes:
-		}
-		if _, err := h.m.pool.Exec(h.ctx, "SELECT pg_notify($1, $2)", h.m.channel, h.token); err != nil && h.ctx.Err() == nil {
-			h.m.log.Debug("cairn: checkpoint notification failed; other processes' waiters will poll", "error", err)
-		}
-		select {
-		case <-h.ctx.Done():
-			return
-		case <-time.After(checkpointNotifyInterval):
-		}
-	}
+	h.sender.Poke()
 }
 
 func (h *waitHub) changes(ctx context.Context) (<-chan struct{}, func(), error) {
@@ -196,7 +161,7 @@ func (h *waitHub) listen(conn *pgx.Conn) {
 			}
 			return
 		}
-		if note.Payload != h.token {
+		if !h.sender.Own(note.Payload) {
 			h.fan.Broadcast()
 		}
 	}

@@ -7,11 +7,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/internal/pgnotify"
 )
 
 // notifier connects appends to subscriptions across processes.
@@ -30,11 +30,10 @@ import (
 type notifier struct {
 	pool    *pgxpool.Pool
 	channel string
-	token   string
+	sender  *pgnotify.Sender
 	local   *eventstore.Broadcaster
 	log     *slog.Logger
 
-	pokes  chan struct{}
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -43,44 +42,15 @@ type notifier struct {
 	listening bool
 }
 
-// notifyInterval is the least time between two NOTIFYs from one store.
-const notifyInterval = 2 * time.Millisecond
-
 func startNotifier(pool *pgxpool.Pool, channel string, local *eventstore.Broadcaster, log *slog.Logger) *notifier {
 	ctx, cancel := context.WithCancel(context.Background())
-	n := &notifier{pool: pool, channel: channel, token: uuid.NewString(), local: local, log: log, pokes: make(chan struct{}, 1), ctx: ctx, cancel: cancel}
-	n.wg.Add(1)
-	go n.send()
-	return n
+	sender := pgnotify.NewSender(pool, channel, func(err error) {
+		log.Warn("cairn: sending append notification failed; subscribers in other processes will catch up on their next poll", "error", err)
+	})
+	return &notifier{pool: pool, channel: channel, sender: sender, local: local, log: log, ctx: ctx, cancel: cancel}
 }
 
-func (n *notifier) poke() {
-	select {
-	case n.pokes <- struct{}{}:
-	default:
-	}
-}
-
-func (n *notifier) send() {
-	defer n.wg.Done()
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-n.pokes:
-			if _, err := n.pool.Exec(n.ctx, "SELECT pg_notify($1, $2)", n.channel, n.token); err != nil && n.ctx.Err() == nil {
-				n.log.Warn("cairn: sending append notification failed; subscribers in other processes will catch up on their next poll", "error", err)
-			}
-			// Appends that land during this pause share the next NOTIFY, so a
-			// busy writer costs the database at most one per interval.
-			select {
-			case <-n.ctx.Done():
-				return
-			case <-time.After(notifyInterval):
-			}
-		}
-	}
-}
+func (n *notifier) poke() { n.sender.Poke() }
 
 // listen makes sure this process listens for other processes' appends. The
 // first call connects synchronously so a subscription fails fast when the
@@ -129,7 +99,7 @@ func (n *notifier) receive(conn *pgx.Conn) {
 				break
 			}
 			backoff = 100 * time.Millisecond
-			if note.Payload != n.token {
+			if !n.sender.Own(note.Payload) {
 				n.local.Broadcast()
 			}
 		}
@@ -153,4 +123,5 @@ func (n *notifier) receive(conn *pgx.Conn) {
 func (n *notifier) close() {
 	n.cancel()
 	n.wg.Wait()
+	n.sender.Close()
 }
