@@ -1,7 +1,6 @@
 package projection
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -60,11 +59,23 @@ func WithPolicy(p Policy) Option { return func(r *registered) { r.policy = p } }
 // from its checkpoint.
 func WithSideEffects() Option { return func(r *registered) { r.sideEffects = true } }
 
+// WithLinger makes a projection wait d after the log says there is
+// something new before it reads, so that what is appended in the meantime
+// is applied in the same transaction: for a read model nobody waits on
+// (counters, reports, notifications), whose freshness is worth less than
+// the transactions and reads it saves the database when events come one
+// by one. Read-your-writes waits on it take up to d longer. Catching up
+// (a rebuild, a backlog) is not slowed: the wait comes only after a read
+// that found everything.
+func WithLinger(d time.Duration) Option { return func(r *registered) { r.linger = d } }
+
 type registered struct {
 	p      Projector
 	policy Policy
 	// sideEffects: WithSideEffects.
 	sideEffects bool
+	// linger: WithLinger.
+	linger time.Duration
 }
 
 // Manager runs and administers projections of an event log into
@@ -123,11 +134,9 @@ func NewManager(log eventstore.Log, db pgdb.DB, cfg Config) (*Manager, error) {
 		tracer:      telemetry.Tracer(cfg.TracerProvider, telemetry.ScopeName+"/projection"),
 		projections: map[string]*registered{},
 	}
-	m.waiters.m = m
-	m.waiters.ctx, m.waiters.cancel = context.WithCancel(context.Background())
-	m.waiters.sender = pgnotify.NewSender(m.pool, m.channel, func(err error) {
-		m.log.Debug("cairn: checkpoint notification failed; other processes' waiters will poll", "error", err)
-	})
+	m.waiters.channel = pgnotify.New(m.pool, m.channel, pgnotify.Config{OnError: func(err error) {
+		m.log.Debug("cairn: checkpoint notifications across processes failed; waiters will poll", "error", err)
+	}})
 	return m, nil
 }
 
@@ -140,12 +149,7 @@ func (m *Manager) DB() pgdb.DB { return m.db }
 // Close releases the manager's listener connection and stops its
 // notifications. It does not close the store.
 func (m *Manager) Close() {
-	// Under the hub's lock: no goroutine of the hub starts after this.
-	m.waiters.mu.Lock()
-	m.waiters.cancel()
-	m.waiters.mu.Unlock()
-	m.waiters.wg.Wait()
-	m.waiters.sender.Close()
+	m.waiters.channel.Close()
 }
 
 // Register adds a projector. Names must be valid and unique.

@@ -250,7 +250,7 @@ func (m *Manager) follow(ctx context.Context, conn *pgx.Conn, r *registered, up 
 	if cp.Version != p.Version() {
 		return m.prepare(ctx, conn, p)
 	}
-	sub, err := m.store.Subscribe(ctx, cp.Position, eventstore.SubscribeOptions{BatchSize: m.cfg.BatchSize, Types: p.EventTypes()})
+	sub, err := m.store.Subscribe(ctx, cp.Position, eventstore.SubscribeOptions{BatchSize: m.cfg.BatchSize, Types: p.EventTypes(), Linger: r.linger})
 	if err != nil {
 		return err
 	}

@@ -2,10 +2,7 @@ package projection
 
 import (
 	"context"
-	"sync"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/internal/pgnotify"
@@ -93,25 +90,13 @@ func (m *Manager) firstBehind(ctx context.Context, pos eventstore.Position, regs
 	return "", eventstore.Start, nil
 }
 
-// waitHub listens for checkpoint notifications on one connection and fans
-// them out to waiters.
-//
-// This process's runners do not NOTIFY in their transactions: a
-// transaction that notified takes a database-wide lock at commit, which
-// serialised every projection's commits behind each other's. A runner's
-// commit wakes this process's waiters directly, and the hub sends one
-// NOTIFY, outside any transaction, for every commit that landed while the
-// previous one was on its way (pgnotify.Sender), carrying the sender's
-// token so that its own listener ignores it.
+// waitHub fans checkpoint advances out to waiters: this process's
+// runners' commits directly, other processes' through the checkpoint
+// channel (pgnotify: a NOTIFY after commit, never in the runner's
+// transaction, coalesced, and only while another process listens).
 type waitHub struct {
-	m         *Manager
-	ctx       context.Context
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	mu        sync.Mutex
-	listening bool
-	fan       eventstore.Broadcaster
-	sender    *pgnotify.Sender
+	fan     eventstore.Broadcaster
+	channel *pgnotify.Channel
 }
 
 // checkpointed wakes the waiters after a runner's commit: this process's
@@ -119,50 +104,15 @@ type waitHub struct {
 // away) leaves other processes' waiters to their poll.
 func (h *waitHub) checkpointed() {
 	h.fan.Broadcast()
-	h.sender.Poke()
+	h.channel.Poke()
 }
 
+// changes registers a waiter; the first makes this process listen for
+// other processes' checkpoints.
 func (h *waitHub) changes(ctx context.Context) (<-chan struct{}, func(), error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !h.listening && h.ctx.Err() == nil {
-		conn, err := pgx.ConnectConfig(ctx, h.m.pool.Config().ConnConfig.Copy())
-		if err != nil {
-			return nil, nil, err
-		}
-		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{h.m.channel}.Sanitize()); err != nil {
-			_ = conn.Close(context.Background())
-			return nil, nil, err
-		}
-		h.listening = true
-		h.wg.Add(1)
-		go h.listen(conn)
+	if err := h.channel.Listen(ctx, h.fan.Broadcast); err != nil {
+		return nil, nil, err
 	}
 	wake, stop := h.fan.Changes()
 	return wake, stop, nil
-}
-
-// listen runs for the life of the process once a wait has started; on a
-// lost connection it stops, and the next wait reconnects (waits meanwhile
-// fall back to polling).
-func (h *waitHub) listen(conn *pgx.Conn) {
-	defer h.wg.Done()
-	defer func() {
-		_ = conn.Close(context.Background())
-		h.mu.Lock()
-		h.listening = false
-		h.mu.Unlock()
-	}()
-	for {
-		note, err := conn.WaitForNotification(h.ctx)
-		if err != nil {
-			if h.ctx.Err() == nil {
-				h.m.log.Warn("cairn: checkpoint listener stopped", "error", err)
-			}
-			return
-		}
-		if !h.sender.Own(note.Payload) {
-			h.fan.Broadcast()
-		}
-	}
 }

@@ -155,7 +155,9 @@ func (c *Context[S]) Now() time.Time { return c.now }
 // once the handling commits. A command that does not encode fails the
 // handling.
 //
-// An instance's commands are sent one at a time, in the order queued. When
+// An instance's commands are sent one at a time, in the order queued,
+// except that a command queued with Concurrent goes out together with the
+// one queued just before it (see Concurrent). When
 // the instance later ends (Complete, Fail) or compensates, the commands it
 // queued earlier that have not been sent by then are withdrawn: a step
 // decided before the end is not taken after it. Always keeps a command
@@ -185,6 +187,20 @@ type SendOption func(*queuedCommand)
 // happens next (a notification of the end, say).
 func Always() SendOption {
 	return func(q *queuedCommand) { q.withdrawable = false }
+}
+
+// Concurrent sends the command together with the command queued just
+// before it in the same handling, instead of after it: for steps that do
+// not depend on each other, such as reservations of different products, or
+// a charge and a change of the order's status. The first command and the
+// run of Concurrent commands that follow it form a group: its commands are
+// sent at once, and the instance's later commands (those queued after the
+// group, or by later handlings) wait until the whole group is done. The
+// first command a handling queues has no predecessor in it, so Concurrent
+// changes nothing there. Compensations are never concurrent: they are
+// undone one at a time, the last registered first.
+func Concurrent() SendOption {
+	return func(q *queuedCommand) { q.concurrent = true }
 }
 
 // Deadline schedules the timeout called name to fire after d counted from
@@ -314,7 +330,10 @@ type queuedCommand struct {
 	// withdrawable: withdrawn if still unsent when its instance ends or
 	// compensates (see Send).
 	withdrawable bool
-	deadline     *deadline
+	// concurrent: sent together with the command queued before it in the
+	// same handling (see Concurrent).
+	concurrent bool
+	deadline   *deadline
 	// compensation: sent by Compensate (for Step's report only).
 	compensation bool
 }

@@ -27,7 +27,10 @@
 // the message that caused it, so a command sent again after a crash (sent,
 // but not yet marked sent) is recognised by the dispatcher's command log and
 // handled once: a payment is never charged twice. One instance's commands
-// are sent one at a time, in the order it decided them.
+// are sent one at a time, in the order it decided them, except that
+// commands a handler marks Concurrent go out together with the one it
+// queued just before them (steps that do not depend on each other), and
+// what it queued after them waits for the whole group.
 //
 // Timeouts survive restarts: they are rows, and one fires by being deleted
 // in the transaction that hands it to its instance, so it fires exactly

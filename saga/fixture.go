@@ -147,6 +147,9 @@ type StepCommand struct {
 	Withdrawable bool
 	// Compensation: sent by Compensate.
 	Compensation bool
+	// Concurrent: sent together with the command queued before it in the
+	// same handling (saga.Concurrent).
+	Concurrent bool
 	// Deadline names the timeout that sending the command starts
 	// (saga.Deadline), due DeadlineAfter after the send; "" for none.
 	Deadline      string
@@ -168,7 +171,7 @@ func NewStepCommand(cmd any, opts ...SendOption) (StepCommand, error) {
 }
 
 func stepCommand(q queuedCommand) StepCommand {
-	c := StepCommand{Type: q.Type, Payload: q.Payload, Value: q.value, Withdrawable: q.withdrawable, Compensation: q.compensation}
+	c := StepCommand{Type: q.Type, Payload: q.Payload, Value: q.value, Withdrawable: q.withdrawable, Compensation: q.compensation, Concurrent: q.concurrent}
 	if q.deadline != nil {
 		c.Deadline, c.DeadlineAfter = q.deadline.name, q.deadline.after
 	}

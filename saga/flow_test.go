@@ -16,6 +16,7 @@ import (
 	"github.com/cairn-es/cairn/command"
 	"github.com/cairn-es/cairn/internal/pgtest"
 	"github.com/cairn-es/cairn/projection"
+	"github.com/cairn-es/cairn/retry"
 	"github.com/cairn-es/cairn/saga"
 )
 
@@ -330,4 +331,57 @@ func TestSagaRejectionHandledIsNotLoggedAsAFailure(t *testing.T) {
 	d := e.awaitEnded(name, "quiet")
 	require.Equal(t, "rejected", d.Outcome)
 	require.Zero(t, errs.Load(), "a rejection the saga handled is a business outcome, not an error")
+}
+
+// fanOutSaga sends a job's steps as one group (saga.Concurrent), then an
+// UndoStep of step 0 on its own: the group goes out at once, and the
+// command after it waits for the whole group.
+func (e *env) fanOutSaga(name string) *saga.Definition[jobState] {
+	d := saga.New[jobState](name, e.registry)
+	saga.StartOn(d, func(s Started) string { return s.JobID }, func(c *saga.Context[jobState], s Started) error {
+		c.State.Steps = s.Steps
+		for n := 1; n <= s.Steps; n++ {
+			c.Send(DoStep{JobID: s.JobID, N: n}, saga.Concurrent())
+		}
+		c.Send(UndoStep{JobID: s.JobID, N: 0})
+		return nil
+	})
+	saga.On(d, func(s StepUndone) string { return s.JobID }, func(c *saga.Context[jobState], s StepUndone) error {
+		c.Complete("done")
+		return nil
+	})
+	return d
+}
+
+func TestSagaConcurrentCommandsGoOutTogetherAndWhatFollowsWaitsForTheGroup(t *testing.T) {
+	e := newEnv(t)
+	name := uniqueName("fanout")
+	release := make(chan struct{})
+	var running atomic.Int64
+	e.disp = e.newDispatcher(holdDoSteps(release, &running))
+	e.failFrom.Store(3) // step 3 fails, transiently, until told otherwise
+	// Enough attempts that step 3 is not given up on while it fails.
+	e.start(saga.Config{Retry: retry.Policy{MaxAttempts: 10_000, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond}},
+		func(m *saga.Manager) { m.MustRegister(e.fanOutSaga(name)) })
+	e.dispatch(Start{JobID: "f", Steps: 3})
+
+	// All three steps are in flight at once, held.
+	require.Eventually(t, func() bool { return running.Load() == 3 }, 30*time.Second, time.Millisecond,
+		"the group's commands are sent together")
+	close(release)
+	// Steps 1 and 2 are done; step 3 keeps failing and is retried, and the
+	// UndoStep queued after the group waits for it.
+	require.Eventually(t, func() bool { return len(e.jobEvents("f")) == 3 }, 30*time.Second, 5*time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	events := e.jobEvents("f")
+	require.ElementsMatch(t, []string{"Started", "done:1", "done:2"}, events, "nothing after the group while a member is unfinished")
+
+	e.failFrom.Store(0)
+	d := e.awaitEnded(name, "f")
+	require.Equal(t, saga.StatusCompleted, d.Status)
+	events = e.jobEvents("f")
+	require.Len(t, events, 5)
+	require.ElementsMatch(t, []string{"done:1", "done:2", "done:3"}, events[1:4])
+	require.Equal(t, "undone:0", events[4], "the command after the group went out after all of it")
+	require.Equal(t, 1, e.maxHandled())
 }

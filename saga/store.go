@@ -45,9 +45,9 @@ func newQueries(schema string) queries {
 			ON CONFLICT (saga, instance_id) DO UPDATE SET status = $3, state = $4, compensations = $5,
 				outcome = $6, version = i.version + 1, updated_at = now(),
 				ended_at = CASE WHEN $3 = 'active' THEN NULL ELSE now() END`),
-		enqueueSQL: r.Replace(`INSERT INTO {s}.saga_outbox (saga, instance_id, command_id, command_type, payload, correlation_id, causation_id, withdrawable, trace_context)
-			SELECT $1, $2, c.id, c.type, c.payload, $3, $4, c.withdrawable, $9::jsonb
-			FROM unnest($5::text[], $6::text[], $7::jsonb[], $8::boolean[]) WITH ORDINALITY AS c(id, type, payload, withdrawable, n)
+		enqueueSQL: r.Replace(`INSERT INTO {s}.saga_outbox (saga, instance_id, command_id, command_type, payload, correlation_id, causation_id, withdrawable, trace_context, grp)
+			SELECT $1, $2, c.id, c.type, c.payload, $3, $4, c.withdrawable, $9::jsonb, c.grp
+			FROM unnest($5::text[], $6::text[], $7::jsonb[], $8::boolean[], $10::text[]) WITH ORDINALITY AS c(id, type, payload, withdrawable, grp, n)
 			ORDER BY c.n
 			ON CONFLICT (command_id) DO NOTHING`),
 		// withdraw takes back the instance's unsent commands when it ends
@@ -97,9 +97,12 @@ func newQueries(schema string) queries {
 		// instance's later commands wait until the earlier ones are done
 		// (sent, rejected, dead or withdrawn), so they are sent in order,
 		// one at a time, and a dead one does not hold back the
-		// compensations after it. Claiming a command is sending it: the
-		// clocks of the deadlines counted from its send (saga.Deadline)
-		// start (again, on a retry) in the same statement.
+		// compensations after it. A group (grp, see Concurrent) is the
+		// exception: its sendable commands are leased together once its
+		// first one is the oldest, and what follows waits for all of them.
+		// Claiming a command is sending it: the clocks of the deadlines
+		// counted from its send (saga.Deadline) start (again, on a retry)
+		// in the same statement.
 		claim: r.Replace(`WITH claimed AS (
 				UPDATE {s}.saga_outbox o SET claimed_until = now() + $3 * interval '1 microsecond', attempts = o.attempts + 1
 				WHERE o.id IN (
@@ -107,16 +110,15 @@ func newQueries(schema string) queries {
 						-- The head of each instance's queue, in one ordered
 						-- scan of the pending index: no per-row look-up whose
 						-- plan goes wrong when the table's statistics lag.
-						SELECT DISTINCT ON (h.saga, h.instance_id) h.id, h.next_attempt_at, h.claimed_until
+						SELECT DISTINCT ON (h.saga, h.instance_id) h.id, h.saga, h.instance_id, h.grp
 						FROM {s}.saga_outbox h
 						WHERE h.status = 'pending' AND h.saga = ANY($1)
 						ORDER BY h.saga, h.instance_id, h.id) head
-					JOIN {s}.saga_outbox p ON p.id = head.id
-					WHERE head.next_attempt_at <= now()
-					  AND (head.claimed_until IS NULL OR head.claimed_until < now())
-					  -- Again on p: a row another relay claimed meanwhile is
-					  -- re-checked against these after its lock is taken.
-					  AND p.status = 'pending' AND p.next_attempt_at <= now()
+					JOIN {s}.saga_outbox p ON p.saga = head.saga AND p.instance_id = head.instance_id AND p.status = 'pending'
+						AND (p.id = head.id OR p.grp = head.grp)
+					-- Checked on p after its lock is taken: a row another
+					-- relay claimed meanwhile is re-checked against these.
+					WHERE p.next_attempt_at <= now()
 					  AND (p.claimed_until IS NULL OR p.claimed_until < now())
 					ORDER BY p.id LIMIT $2
 					FOR UPDATE OF p SKIP LOCKED)
@@ -257,6 +259,23 @@ func (q *queries) persist(ctx context.Context, w *projection.Queue, sagaName str
 	return withdrawn, nil
 }
 
+// groups names the group (see Concurrent) of each command a handling
+// queued: the ID of the group's first command, for every command of a group
+// of two or more; nil (sent on its own) for the rest.
+func groups(sends []queuedCommand, ids []string) []*string {
+	grp := make([]*string, len(sends))
+	for i := 1; i < len(sends); i++ {
+		if !sends[i].concurrent {
+			continue
+		}
+		if grp[i-1] == nil {
+			grp[i-1] = &ids[i-1]
+		}
+		grp[i] = grp[i-1]
+	}
+	return grp
+}
+
 // enqueue queues the commands a handling decided, in order, under IDs
 // derived from cause, with the handling's trace context (the span in ctx),
 // under which the relay sends them.
@@ -268,7 +287,7 @@ func (q *queries) enqueue(ctx context.Context, w *projection.Queue, sagaName str
 		ids[i] = commandID(sagaName, inst.id, cause, i)
 		types[i], payloads[i], withdrawable[i] = c.Type, string(c.Payload), c.withdrawable
 	}
-	if err := w.Exec(ctx, q.enqueueSQL, sagaName, inst.id, inst.correlationID, causationID, ids, types, payloads, withdrawable, traceContextArg(ctx)); err != nil {
+	if err := w.Exec(ctx, q.enqueueSQL, sagaName, inst.id, inst.correlationID, causationID, ids, types, payloads, withdrawable, traceContextArg(ctx), groups(fx.sends, ids)); err != nil {
 		return fmt.Errorf("saga %s: queueing commands of instance %s: %w", sagaName, inst.id, err)
 	}
 	return nil

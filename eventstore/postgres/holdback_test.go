@@ -2,12 +2,14 @@ package postgres_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/eventstore/postgres"
 	"github.com/cairn-es/cairn/internal/pgtest"
 )
 
@@ -59,4 +61,72 @@ func TestHeldBackEventIsReadAgainWithoutAWakeUp(t *testing.T) {
 	require.Len(t, second, 1)
 	require.Equal(t, "note-2", second[0].StreamID)
 	require.Less(t, time.Since(released), 2*time.Second)
+}
+
+// countingReader counts the log reads of a subscription.
+type countingReader struct {
+	*postgres.Store
+	reads atomic.Int64
+}
+
+func (c *countingReader) ReadLogHoldback(ctx context.Context, after eventstore.Position, opts eventstore.ReadLogOptions) ([]eventstore.RecordedEvent, bool, error) {
+	c.reads.Add(1)
+	return c.Store.ReadLogHoldback(ctx, after, opts)
+}
+
+// A subscription that read everything committed does not read again until
+// a wake-up says there is more; one whose page was full reads on at once.
+// (Other tests' transactions may hold the cluster's horizon back, which
+// adds re-reads of held-back events: the test counts reads only where no
+// event it wants can be held back.)
+func TestCaughtUpSubscriptionReadsOnlyWhenWoken(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s := newStore(t)
+	reader := &countingReader{Store: s}
+	note := func(stream string) {
+		t.Helper()
+		_, err := s.Append(ctx, stream, eventstore.Any, []eventstore.Event{{Type: "Noted", Data: []byte(`{}`)}})
+		require.NoError(t, err)
+	}
+	note("note-1")
+	note("note-2")
+	note("note-3")
+	// The test wakes the subscription itself: no NOTIFY, no poll.
+	var wake eventstore.Broadcaster
+	sub := eventstore.NewSubscription(reader, &wake, eventstore.Start, eventstore.SubscribeOptions{BatchSize: 2, PollInterval: time.Hour})
+	defer sub.Close()
+
+	// Three events in pages of two, with no wake-up: a full page is
+	// followed by a read at once.
+	var got []string
+	for len(got) < 3 {
+		batch, err := sub.NextBatch(ctx)
+		require.NoError(t, err, "delivered without a wake-up")
+		for _, e := range batch {
+			got = append(got, e.StreamID)
+		}
+	}
+	require.Equal(t, []string{"note-1", "note-2", "note-3"}, got)
+
+	// One more, announced: the read that delivers it finds nothing else
+	// this subscription wants, so the subscription is caught up.
+	note("note-4")
+	wake.Broadcast()
+	batch, err := sub.NextBatch(ctx)
+	require.NoError(t, err)
+	require.Len(t, batch, 1)
+	reads := reader.reads.Load()
+	wctx, wcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	_, err = sub.NextBatch(wctx)
+	wcancel()
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Equal(t, reads, reader.reads.Load(), "caught up: no read without a wake-up")
+
+	note("note-5")
+	wake.Broadcast()
+	batch, err = sub.NextBatch(ctx)
+	require.NoError(t, err)
+	require.Len(t, batch, 1)
+	require.Equal(t, "note-5", batch[0].StreamID)
 }

@@ -1,93 +1,335 @@
-// Package pgnotify sends PostgreSQL notifications the way Cairn's stores
-// and projection manager need them: after commit, never inside a
-// transaction (a transaction that notified takes a database-wide lock at
-// commit, which serialises every such commit behind the others), coalesced
-// (every poke that lands while one NOTIFY is on its way shares the next),
-// and signed with a token so that the sender's own listener can ignore
-// what its process already knows.
+// Package pgnotify is one PostgreSQL notification channel as Cairn's
+// stores and projection manager use it to wake other processes.
+//
+// A NOTIFY is sent after commit, never inside a transaction: a transaction
+// that notified takes a database-wide lock at commit, which serialises
+// every such commit behind the others. Pokes that land while one NOTIFY is
+// on its way share the next. Each NOTIFY carries the sender's token, so the
+// sender's own listener ignores what its process already knows.
+//
+// And a NOTIFY is sent only when another process listens. A NOTIFY is
+// not free: it costs a round trip, a commit that takes that lock, and a
+// wake-up of every listening connection, about as much as the append it
+// announces. Most deployments run one process per schema, where nobody
+// would hear it. So a process that wants the channel's notifications
+// (Listen) says so on the channel when it starts, whenever asked, and every
+// Heartbeat; a process that sends listens for those announcements, asks
+// who is there when it starts listening, and notifies while another
+// process has announced itself within the last three heartbeats, or while
+// it cannot tell (its listener is not up yet, or not for long enough to
+// have heard the answers).
 package pgnotify
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Interval is the least time between two NOTIFYs of one Sender: a busy
+// Interval is the least time between two NOTIFYs of one Channel: a busy
 // writer costs the database at most one per interval.
 const Interval = 2 * time.Millisecond
 
-// Sender sends coalesced NOTIFYs on one channel. Its goroutine starts with
-// the first Poke and ends with Close.
-type Sender struct {
-	pool    *pgxpool.Pool
-	channel string
-	token   string
-	failed  func(error)
+// Payload prefixes of the presence protocol. A change notification's
+// payload is the bare token of its sender.
+const (
+	wantPrefix = "want:" // the sender listens for changes
+	whoPrefix  = "who:"  // the sender asks who listens
+)
+
+// Config tunes a Channel. The zero value is usable.
+type Config struct {
+	// Heartbeat is how often a listening process announces itself
+	// (default 5s). A sender stops notifying three heartbeats after the
+	// last announcement of another process.
+	Heartbeat time.Duration
+	// Settle is how long a sender waits after asking who listens before it
+	// trusts the answers (default 250ms); until then it notifies.
+	Settle time.Duration
+	// OnError, when not nil, hears of a NOTIFY that could not be sent and
+	// of a lost listener (the other side then relies on its polls).
+	OnError func(error)
+}
+
+func (c Config) withDefaults() Config {
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = 5 * time.Second
+	}
+	if c.Settle <= 0 {
+		c.Settle = 250 * time.Millisecond
+	}
+	return c
+}
+
+// Channel sends and receives notifications on one channel. Its goroutines
+// start with the first Poke or Listen and end with Close.
+type Channel struct {
+	pool  *pgxpool.Pool
+	name  string
+	token string
+	cfg   Config
 
 	pokes  chan struct{}
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	started bool
+	mu        sync.Mutex
+	sending   bool      // the sender goroutine runs
+	receiving bool      // the listener goroutine runs
+	conn      *pgx.Conn // handed from Listen's connect to the listener
+	informed  time.Time // from then on, others is the whole truth; zero: not listening
+	others    time.Time // another process last said it listens
+	onChange  func()    // set by Listen: this process wants others' changes
 }
 
-// NewSender returns a sender of NOTIFYs on channel through pool; failed,
-// when not nil, hears of a NOTIFY that could not be sent (the listeners
-// then rely on their polls).
-func NewSender(pool *pgxpool.Pool, channel string, failed func(error)) *Sender {
+// New returns the channel called name, reached through pool.
+func New(pool *pgxpool.Pool, name string, cfg Config) *Channel {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Sender{pool: pool, channel: channel, token: uuid.NewString(), failed: failed,
+	return &Channel{pool: pool, name: name, token: uuid.NewString(), cfg: cfg.withDefaults(),
 		pokes: make(chan struct{}, 1), ctx: ctx, cancel: cancel}
 }
 
-// Own reports whether a notification's payload is this sender's.
-func (s *Sender) Own(payload string) bool { return payload == s.token }
+// Own reports whether a notification's payload is this channel's.
+func (c *Channel) Own(payload string) bool { return payload == c.token }
 
-// Poke asks for a NOTIFY soon; it never blocks. After Close it does
-// nothing.
-func (s *Sender) Poke() {
-	s.mu.Lock()
-	if !s.started && s.ctx.Err() == nil {
-		s.started = true
-		s.wg.Add(1)
-		go s.send()
+// Poke asks for a NOTIFY soon, if another process listens; it never
+// blocks. After Close it does nothing.
+func (c *Channel) Poke() {
+	c.mu.Lock()
+	if c.ctx.Err() != nil {
+		c.mu.Unlock()
+		return
 	}
-	s.mu.Unlock()
+	if !c.sending {
+		c.sending = true
+		c.wg.Add(1)
+		go c.send()
+	}
+	c.startReceiving()
+	quiet := c.quiet(time.Now())
+	c.mu.Unlock()
+	if quiet {
+		return
+	}
 	select {
-	case s.pokes <- struct{}{}:
+	case c.pokes <- struct{}{}:
 	default:
 	}
 }
 
-// Close stops the sender; a poke not sent yet is dropped.
-func (s *Sender) Close() {
-	s.mu.Lock() // no goroutine starts after this
-	s.cancel()
-	s.mu.Unlock()
-	s.wg.Wait()
+// quiet: nobody else listens, as far as the listener can tell. Under mu.
+func (c *Channel) quiet(now time.Time) bool {
+	return !c.informed.IsZero() && now.After(c.informed) && now.Sub(c.others) > 3*c.cfg.Heartbeat
 }
 
-func (s *Sender) send() {
-	defer s.wg.Done()
+// Listen makes this process hear other processes' change notifications:
+// onChange is called for each (several may share one call), and after the
+// listener reconnects, since changes may have gone unheard meanwhile. The
+// first call connects synchronously, so that a caller learns at once when
+// the database is unreachable; later calls return at once, and the first
+// onChange stays. Other processes notify this one from when they hear its
+// announcement, a few milliseconds after Listen returns; onChange is also
+// called once shortly after, so that what was appended in between is not
+// left to the caller's poll.
+func (c *Channel) Listen(ctx context.Context, onChange func()) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx.Err() != nil || c.onChange != nil {
+		return nil
+	}
+	if !c.receiving {
+		conn, err := c.connect(ctx)
+		if err != nil {
+			return err
+		}
+		c.conn = conn
+	}
+	c.onChange = onChange
+	c.startReceiving()
+	c.wg.Add(1)
+	go c.announce()
+	return nil
+}
+
+// startReceiving starts the listener goroutine once. Under mu.
+func (c *Channel) startReceiving() {
+	if c.receiving {
+		return
+	}
+	c.receiving = true
+	c.wg.Add(1)
+	go c.receive()
+}
+
+// Close stops the channel; a poke not sent yet is dropped.
+func (c *Channel) Close() {
+	c.mu.Lock() // no goroutine starts after this
+	c.cancel()
+	c.mu.Unlock()
+	c.wg.Wait() // the listener closes its connection
+}
+
+func (c *Channel) notify(payload string) error {
+	_, err := c.pool.Exec(c.ctx, "SELECT pg_notify($1, $2)", c.name, payload)
+	if err != nil && c.ctx.Err() == nil && c.cfg.OnError != nil {
+		c.cfg.OnError(err)
+	}
+	return err
+}
+
+func (c *Channel) send() {
+	defer c.wg.Done()
 	for {
 		select {
-		case <-s.ctx.Done():
+		case <-c.ctx.Done():
 			return
-		case <-s.pokes:
+		case <-c.pokes:
 		}
-		if _, err := s.pool.Exec(s.ctx, "SELECT pg_notify($1, $2)", s.channel, s.token); err != nil && s.ctx.Err() == nil && s.failed != nil {
-			s.failed(err)
-		}
+		_ = c.notify(c.token)
 		select {
-		case <-s.ctx.Done():
+		case <-c.ctx.Done():
 			return
 		case <-time.After(Interval):
+		}
+	}
+}
+
+// announce says this process listens: at once, then every heartbeat.
+func (c *Channel) announce() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.cfg.Heartbeat)
+	defer t.Stop()
+	// What other processes appended before they heard the announcement
+	// was not notified: look once they have.
+	late := time.NewTimer(c.cfg.Settle)
+	defer late.Stop()
+	_ = c.notify(wantPrefix + c.token)
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-late.C:
+			c.changed()
+		case <-t.C:
+			_ = c.notify(wantPrefix + c.token)
+		}
+	}
+}
+
+func (c *Channel) changed() {
+	c.mu.Lock()
+	fn := c.onChange
+	c.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
+}
+
+func (c *Channel) connect(ctx context.Context) (*pgx.Conn, error) {
+	conn, err := pgx.ConnectConfig(ctx, c.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{c.name}.Sanitize()); err != nil {
+		_ = conn.Close(context.Background())
+		return nil, err
+	}
+	return conn, nil
+}
+
+// receive listens until Close, reconnecting with backoff. Each time it
+// starts listening it asks who else listens; it trusts the answers (and
+// the senders stop notifying nobody) once Settle has passed.
+func (c *Channel) receive() {
+	defer c.wg.Done()
+	c.mu.Lock()
+	conn := c.conn
+	c.mu.Unlock()
+	backoff := 100 * time.Millisecond
+	for first := true; ; first = false {
+		if conn == nil {
+			if !first {
+				select {
+				case <-c.ctx.Done():
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, 5*time.Second)
+			}
+			var err error
+			if conn, err = c.connect(c.ctx); err != nil {
+				if c.ctx.Err() != nil {
+					return
+				}
+				if c.cfg.OnError != nil {
+					c.cfg.OnError(err)
+				}
+				continue
+			}
+			c.mu.Lock()
+			if c.ctx.Err() != nil {
+				c.mu.Unlock()
+				_ = conn.Close(context.Background())
+				return
+			}
+			c.conn = conn
+			c.mu.Unlock()
+			if !first {
+				c.changed() // what was appended while we were deaf
+			}
+		}
+		if c.notify(whoPrefix+c.token) == nil {
+			c.mu.Lock()
+			c.informed = time.Now().Add(c.cfg.Settle)
+			c.mu.Unlock()
+		}
+		err := c.listen(conn)
+		c.mu.Lock()
+		c.informed = time.Time{}
+		if c.conn == conn {
+			c.conn = nil
+		}
+		c.mu.Unlock()
+		_ = conn.Close(context.Background())
+		conn = nil
+		if c.ctx.Err() != nil {
+			return
+		}
+		if c.cfg.OnError != nil {
+			c.cfg.OnError(err)
+		}
+		backoff = 100 * time.Millisecond
+	}
+}
+
+// listen handles notifications until the connection fails.
+func (c *Channel) listen(conn *pgx.Conn) error {
+	for {
+		note, err := conn.WaitForNotification(c.ctx)
+		if err != nil {
+			return err
+		}
+		switch p := note.Payload; {
+		case p == c.token || p == wantPrefix+c.token || p == whoPrefix+c.token:
+		case strings.HasPrefix(p, wantPrefix):
+			c.mu.Lock()
+			c.others = time.Now()
+			c.mu.Unlock()
+		case strings.HasPrefix(p, whoPrefix):
+			c.mu.Lock()
+			wanting := c.onChange != nil
+			c.mu.Unlock()
+			if wanting {
+				_ = c.notify(wantPrefix + c.token)
+			}
+		default:
+			c.changed()
 		}
 	}
 }

@@ -448,6 +448,9 @@ func formatSend(c saga.StepCommand) string {
 	case !c.Withdrawable:
 		s += " always"
 	}
+	if c.Concurrent {
+		s += " concurrent"
+	}
 	if c.Deadline != "" {
 		s += fmt.Sprintf(" deadline %s %s", c.Deadline, c.DeadlineAfter)
 	}

@@ -63,8 +63,10 @@ func newSaga(registry *eventstore.Registry, name string, paymentTimeout time.Dur
 
 	saga.StartOn(d, func(e ordering.OrderPlaced) string { return e.OrderID }, func(c *saga.Context[State], e ordering.OrderPlaced) error {
 		c.State = State{Stage: StageReserving, CustomerID: e.CustomerID, Items: e.Items, TotalCents: e.TotalCents, Awaiting: len(e.Items)}
+		// The lines' reservations do not depend on each other: they go
+		// out together.
 		for _, it := range e.Items {
-			c.Send(inventory.ReserveInventory{SKU: it.SKU, OrderID: e.OrderID, Quantity: it.Quantity})
+			c.Send(inventory.ReserveInventory{SKU: it.SKU, OrderID: e.OrderID, Quantity: it.Quantity}, saga.Concurrent())
 		}
 		return nil
 	})
@@ -110,7 +112,7 @@ func newSaga(registry *eventstore.Registry, name string, paymentTimeout time.Dur
 		c.AddCompensation(payment.RefundPayment{OrderID: e.OrderID})
 		c.State.Stage, c.State.ShipmentPending = StageShipping, true
 		c.Send(ordering.MarkOrderPaid{OrderID: e.OrderID})
-		c.Send(shipping.ScheduleShipment{OrderID: e.OrderID})
+		c.Send(shipping.ScheduleShipment{OrderID: e.OrderID}, saga.Concurrent())
 		return nil
 	})
 
@@ -149,7 +151,7 @@ func newSaga(registry *eventstore.Registry, name string, paymentTimeout time.Dur
 		// Reserved stock becomes sold only now: a cancel that overtook
 		// CompleteOrder must still find it reserved to release it.
 		for _, sku := range c.State.Reserved {
-			c.Send(inventory.CommitReservation{SKU: sku, OrderID: e.OrderID})
+			c.Send(inventory.CommitReservation{SKU: sku, OrderID: e.OrderID}, saga.Concurrent())
 		}
 		c.Complete(OutcomeCompleted)
 		return nil
@@ -216,8 +218,9 @@ func reservationsAnswered(c *saga.Context[State], paymentTimeout time.Duration) 
 	c.State.PaymentPending = true
 	c.Send(ordering.MarkOrderReserved{OrderID: id})
 	// The payment's clock starts when the charge is sent: time it spends
-	// queued behind other orders' commands is ours, not the gateway's.
-	c.Send(payment.ChargePayment{OrderID: id, AmountCents: c.State.TotalCents}, saga.Deadline(PaymentTimeoutName, paymentTimeout))
+	// queued behind other orders' commands is ours, not the gateway's. The
+	// charge does not wait for the order's status to change.
+	c.Send(payment.ChargePayment{OrderID: id, AmountCents: c.State.TotalCents}, saga.Concurrent(), saga.Deadline(PaymentTimeoutName, paymentTimeout))
 }
 
 // undo sends a command that takes the order back (a release, a refund, the

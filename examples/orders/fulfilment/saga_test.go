@@ -83,7 +83,7 @@ func newRegistry(t *testing.T) *eventstore.Registry {
 
 // TestFulfilmentSaga covers every branch of the saga, one handling each.
 func TestFulfilmentSaga(t *testing.T) {
-	send, comp, always := sagatest.Send, sagatest.Compensation, saga.Always()
+	send, comp, always, together := sagatest.Send, sagatest.Compensation, saga.Always(), saga.Concurrent()
 	cancelled := func(e sagatest.Expect) sagatest.Expect {
 		e.Status, e.Outcome = saga.StatusCompleted, OutcomeCancelled
 		return e
@@ -100,7 +100,7 @@ func TestFulfilmentSaga(t *testing.T) {
 		{
 			name: "placed: reserve every line", when: placed,
 			want: sagatest.Expect{
-				Commands: []sagatest.Command{send(reserveA), send(reserveB)},
+				Commands: []sagatest.Command{send(reserveA, together), send(reserveB, together)},
 				State:    State{Stage: StageReserving, CustomerID: "c-1", Items: items, TotalCents: 2500, Awaiting: 2},
 			},
 		},
@@ -114,7 +114,7 @@ func TestFulfilmentSaga(t *testing.T) {
 		{
 			name: "every line reserved: mark reserved, charge with a deadline from its send", given: history(reserving, reservedA), when: reservedB,
 			want: sagatest.Expect{
-				Commands:      []sagatest.Command{send(markReserved), send(charge, saga.Deadline(PaymentTimeoutName, timeout))},
+				Commands:      []sagatest.Command{send(markReserved), send(charge, together, saga.Deadline(PaymentTimeoutName, timeout))},
 				Compensations: []any{releaseA, releaseB},
 				State: State{Stage: StagePaying, CustomerID: "c-1", Items: items, TotalCents: 2500,
 					Reserved: []string{"a", "b"}, PaymentPending: true},
@@ -123,7 +123,7 @@ func TestFulfilmentSaga(t *testing.T) {
 		{
 			name: "charged: cancel the deadline, mark paid, schedule the shipment", given: paying, when: charged,
 			want: sagatest.Expect{
-				Commands:      []sagatest.Command{send(markPaid), send(ship)},
+				Commands:      []sagatest.Command{send(markPaid), send(ship, together)},
 				Cancelled:     []string{PaymentTimeoutName},
 				Compensations: []any{releaseA, releaseB, refund},
 			},
@@ -140,7 +140,7 @@ func TestFulfilmentSaga(t *testing.T) {
 		{
 			name: "order completed: commit every line, completed", given: completing, when: completed,
 			want: sagatest.Expect{
-				Commands:      []sagatest.Command{send(commitA), send(commitB)},
+				Commands:      []sagatest.Command{send(commitA, together), send(commitB, together)},
 				Compensations: []any{releaseA, releaseB, refund, cancelShip},
 				Status:        saga.StatusCompleted, Outcome: OutcomeCompleted,
 			},
