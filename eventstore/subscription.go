@@ -139,12 +139,14 @@ func (s *Subscription) NextBatch(ctx context.Context) ([]RecordedEvent, error) {
 			// was for events it filters out. Wait for the next one.
 			retry = 0
 		}
-		wait := s.opts.PollInterval
+		// Held-back events are re-read soon, lingering or not: the linger
+		// is for new events.
+		wait, linger := s.opts.PollInterval, retry == 0
 		if retry > 0 {
 			wait = min(retry, s.opts.PollInterval)
 			retry = min(2*retry, maxRetry)
 		}
-		woken, err := s.waitWoken(ctx, wait)
+		woken, err := s.waitWoken(ctx, wait, linger)
 		if err != nil {
 			return nil, err
 		}
@@ -154,15 +156,15 @@ func (s *Subscription) NextBatch(ctx context.Context) ([]RecordedEvent, error) {
 	}
 }
 
-// wait waits for a wake-up or d, whichever comes first.
+// wait waits for a wake-up or d, whichever comes first, then lingers.
 func (s *Subscription) wait(ctx context.Context, d time.Duration) error {
-	_, err := s.waitWoken(ctx, d)
+	_, err := s.waitWoken(ctx, d, true)
 	return err
 }
 
 // waitWoken waits for a wake-up or d and says which came; then, after a
-// wake-up, for the Linger.
-func (s *Subscription) waitWoken(ctx context.Context, d time.Duration) (bool, error) {
+// wake-up and when linger is set, for the Linger.
+func (s *Subscription) waitWoken(ctx context.Context, d time.Duration, linger bool) (bool, error) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -174,7 +176,7 @@ func (s *Subscription) waitWoken(ctx context.Context, d time.Duration) (bool, er
 		return false, nil
 	case <-s.wake:
 	}
-	if s.opts.Linger <= 0 {
+	if !linger || s.opts.Linger <= 0 {
 		return true, nil
 	}
 	t.Reset(s.opts.Linger)

@@ -110,15 +110,21 @@ func newQueries(schema string) queries {
 						-- The head of each instance's queue, in one ordered
 						-- scan of the pending index: no per-row look-up whose
 						-- plan goes wrong when the table's statistics lag.
-						SELECT DISTINCT ON (h.saga, h.instance_id) h.id, h.saga, h.instance_id, h.grp
+						SELECT DISTINCT ON (h.saga, h.instance_id) h.id, h.grp
 						FROM {s}.saga_outbox h
 						WHERE h.status = 'pending' AND h.saga = ANY($1)
 						ORDER BY h.saga, h.instance_id, h.id) head
-					JOIN {s}.saga_outbox p ON p.saga = head.saga AND p.instance_id = head.instance_id AND p.status = 'pending'
-						AND (p.id = head.id OR p.grp = head.grp)
+					-- The head, and the other pending members of its group:
+					-- two index look-ups, however long the instance's queue.
+					CROSS JOIN LATERAL (
+						SELECT head.id AS id
+						UNION ALL
+						SELECT g.id FROM {s}.saga_outbox g
+						WHERE head.grp IS NOT NULL AND g.grp = head.grp AND g.status = 'pending' AND g.id <> head.id) m
+					JOIN {s}.saga_outbox p ON p.id = m.id
 					-- Checked on p after its lock is taken: a row another
 					-- relay claimed meanwhile is re-checked against these.
-					WHERE p.next_attempt_at <= now()
+					WHERE p.status = 'pending' AND p.next_attempt_at <= now()
 					  AND (p.claimed_until IS NULL OR p.claimed_until < now())
 					ORDER BY p.id LIMIT $2
 					FOR UPDATE OF p SKIP LOCKED)
@@ -265,7 +271,9 @@ func (q *queries) persist(ctx context.Context, w *projection.Queue, sagaName str
 func groups(sends []queuedCommand, ids []string) []*string {
 	grp := make([]*string, len(sends))
 	for i := 1; i < len(sends); i++ {
-		if !sends[i].concurrent {
+		// Compensations are undone one at a time: never grouped, neither
+		// with what comes before them nor with what follows.
+		if !sends[i].concurrent || sends[i].compensation || sends[i-1].compensation {
 			continue
 		}
 		if grp[i-1] == nil {

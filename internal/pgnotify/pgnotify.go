@@ -12,12 +12,13 @@
 // wake-up of every listening connection, about as much as the append it
 // announces. Most deployments run one process per schema, where nobody
 // would hear it. So a process that wants the channel's notifications
-// (Listen) says so on the channel when it starts, whenever asked, and every
-// Heartbeat; a process that sends listens for those announcements, asks
-// who is there when it starts listening, and notifies while another
-// process has announced itself within the last three heartbeats, or while
-// it cannot tell (its listener is not up yet, or not for long enough to
-// have heard the answers).
+// (Listen) says so on the channel when it starts and whenever asked; a
+// process that sends listens for those announcements, asks who is there
+// when it starts listening and every Heartbeat after, and notifies while
+// another process has announced itself within the last three heartbeats,
+// or while it cannot tell: its listener is not up yet, not for long enough
+// to have heard the answers, or its own question has not come back lately
+// (a connection that died without an error).
 package pgnotify
 
 import (
@@ -44,9 +45,9 @@ const (
 
 // Config tunes a Channel. The zero value is usable.
 type Config struct {
-	// Heartbeat is how often a listening process announces itself
-	// (default 5s). A sender stops notifying three heartbeats after the
-	// last announcement of another process.
+	// Heartbeat is how often a sender asks who listens (default 5s). It
+	// stops notifying three heartbeats after another process last
+	// answered.
 	Heartbeat time.Duration
 	// Settle is how long a sender waits after asking who listens before it
 	// trusts the answers (default 250ms); until then it notifies.
@@ -84,6 +85,7 @@ type Channel struct {
 	receiving bool      // the listener goroutine runs
 	conn      *pgx.Conn // handed from Listen's connect to the listener
 	informed  time.Time // from then on, others is the whole truth; zero: not listening
+	echoed    time.Time // this channel's own question last came back
 	others    time.Time // another process last said it listens
 	onChange  func()    // set by Listen: this process wants others' changes
 }
@@ -123,9 +125,14 @@ func (c *Channel) Poke() {
 	}
 }
 
-// quiet: nobody else listens, as far as the listener can tell. Under mu.
+// quiet: nobody else listens, as far as the listener can tell: it has
+// listened long enough to have heard the answers to its question, its
+// connection still carries notifications (its own question, asked every
+// heartbeat, came back lately), and no other process has announced itself
+// for three heartbeats. Under mu.
 func (c *Channel) quiet(now time.Time) bool {
-	return !c.informed.IsZero() && now.After(c.informed) && now.Sub(c.others) > 3*c.cfg.Heartbeat
+	return !c.informed.IsZero() && now.After(c.informed) &&
+		now.Sub(c.echoed) < 2*c.cfg.Heartbeat && now.Sub(c.others) > 3*c.cfg.Heartbeat
 }
 
 // Listen makes this process hear other processes' change notifications:
@@ -139,15 +146,37 @@ func (c *Channel) quiet(now time.Time) bool {
 // left to the caller's poll.
 func (c *Channel) Listen(ctx context.Context, onChange func()) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ctx.Err() != nil || c.onChange != nil {
+	done := c.ctx.Err() != nil || c.onChange != nil
+	running, connected := c.receiving, c.conn != nil
+	c.mu.Unlock()
+	if done {
 		return nil
 	}
-	if !c.receiving {
-		conn, err := c.connect(ctx)
-		if err != nil {
-			return err
+	// Without the lock: a connection that hangs must not hold up Poke.
+	var conn *pgx.Conn
+	var err error
+	switch {
+	case !running:
+		conn, err = c.connect(ctx)
+	case !connected:
+		// The listener is reconnecting: say now whether the database is
+		// there.
+		err = c.pool.Ping(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx.Err() != nil || c.onChange != nil || (conn != nil && c.receiving) {
+		// Closed, or another Listen or a Poke came first meanwhile.
+		if conn != nil {
+			_ = conn.Close(context.Background())
 		}
+		if c.ctx.Err() != nil || c.onChange != nil {
+			return nil
+		}
+	} else if conn != nil {
 		c.conn = conn
 	}
 	c.onChange = onChange
@@ -200,25 +229,19 @@ func (c *Channel) send() {
 	}
 }
 
-// announce says this process listens: at once, then every heartbeat.
+// announce says this process listens, at once (a sender asks again every
+// heartbeat, and it answers, see listen), and then looks at the log once
+// more: what other processes appended before they heard it was not
+// notified.
 func (c *Channel) announce() {
 	defer c.wg.Done()
-	t := time.NewTicker(c.cfg.Heartbeat)
-	defer t.Stop()
-	// What other processes appended before they heard the announcement
-	// was not notified: look once they have.
+	_ = c.notify(wantPrefix + c.token)
 	late := time.NewTimer(c.cfg.Settle)
 	defer late.Stop()
-	_ = c.notify(wantPrefix + c.token)
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-late.C:
-			c.changed()
-		case <-t.C:
-			_ = c.notify(wantPrefix + c.token)
-		}
+	select {
+	case <-c.ctx.Done():
+	case <-late.C:
+		c.changed()
 	}
 }
 
@@ -289,7 +312,11 @@ func (c *Channel) receive() {
 			c.informed = time.Now().Add(c.cfg.Settle)
 			c.mu.Unlock()
 		}
+		asking := make(chan struct{})
+		c.wg.Add(1)
+		go c.ask(asking)
 		err := c.listen(conn)
+		close(asking)
 		c.mu.Lock()
 		c.informed = time.Time{}
 		if c.conn == conn {
@@ -308,6 +335,24 @@ func (c *Channel) receive() {
 	}
 }
 
+// ask asks who listens every heartbeat until stop: the answers keep
+// others fresh, and the question's own echo shows the connection alive.
+func (c *Channel) ask(stop <-chan struct{}) {
+	defer c.wg.Done()
+	t := time.NewTicker(c.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-stop:
+			return
+		case <-t.C:
+			_ = c.notify(whoPrefix + c.token)
+		}
+	}
+}
+
 // listen handles notifications until the connection fails.
 func (c *Channel) listen(conn *pgx.Conn) error {
 	for {
@@ -316,7 +361,11 @@ func (c *Channel) listen(conn *pgx.Conn) error {
 			return err
 		}
 		switch p := note.Payload; {
-		case p == c.token || p == wantPrefix+c.token || p == whoPrefix+c.token:
+		case p == whoPrefix+c.token:
+			c.mu.Lock()
+			c.echoed = time.Now()
+			c.mu.Unlock()
+		case p == c.token || p == wantPrefix+c.token:
 		case strings.HasPrefix(p, wantPrefix):
 			c.mu.Lock()
 			c.others = time.Now()

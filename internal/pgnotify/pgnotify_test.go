@@ -163,3 +163,23 @@ func TestListenerHearsOthersAndSurvivesALostConnection(t *testing.T) {
 		return heard.Load() > before
 	}, 5*time.Second, 5*time.Millisecond, "and hears the sender again")
 }
+
+// Listen says at once when the database is not there, also when a Poke
+// started the listener first.
+func TestListenFailsFastWithoutADatabase(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// A port nothing listens on.
+	pool, err := pgxpool.New(ctx, "postgres://postgres@127.0.0.1:1/postgres?sslmode=disable&connect_timeout=2")
+	require.NoError(t, err)
+	defer pool.Close()
+
+	c := pgnotify.New(pool, "pgnotify_nowhere", pgnotify.Config{})
+	defer c.Close()
+	require.Error(t, c.Listen(ctx, func() {}), "nothing to listen on")
+
+	c2 := pgnotify.New(pool, "pgnotify_nowhere", pgnotify.Config{})
+	defer c2.Close()
+	c2.Poke() // starts the listener, which cannot connect
+	require.Error(t, c2.Listen(ctx, func() {}), "the listener is not connected: Listen asks the database")
+}

@@ -216,11 +216,14 @@ func reservationsAnswered(c *saga.Context[State], paymentTimeout time.Duration) 
 	}
 	c.State.Stage = StagePaying
 	c.State.PaymentPending = true
+	// The charge waits for the order to accept being reserved (no
+	// saga.Concurrent): a customer's cancel that lands first makes
+	// MarkOrderReserved refused, and by then the saga has usually handled
+	// the cancel and withdrawn the charge, rather than made and refunded it.
 	c.Send(ordering.MarkOrderReserved{OrderID: id})
 	// The payment's clock starts when the charge is sent: time it spends
-	// queued behind other orders' commands is ours, not the gateway's. The
-	// charge does not wait for the order's status to change.
-	c.Send(payment.ChargePayment{OrderID: id, AmountCents: c.State.TotalCents}, saga.Concurrent(), saga.Deadline(PaymentTimeoutName, paymentTimeout))
+	// queued behind other orders' commands is ours, not the gateway's.
+	c.Send(payment.ChargePayment{OrderID: id, AmountCents: c.State.TotalCents}, saga.Deadline(PaymentTimeoutName, paymentTimeout))
 }
 
 // undo sends a command that takes the order back (a release, a refund, the

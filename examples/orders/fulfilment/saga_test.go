@@ -114,7 +114,7 @@ func TestFulfilmentSaga(t *testing.T) {
 		{
 			name: "every line reserved: mark reserved, charge with a deadline from its send", given: history(reserving, reservedA), when: reservedB,
 			want: sagatest.Expect{
-				Commands:      []sagatest.Command{send(markReserved), send(charge, together, saga.Deadline(PaymentTimeoutName, timeout))},
+				Commands:      []sagatest.Command{send(markReserved), send(charge, saga.Deadline(PaymentTimeoutName, timeout))},
 				Compensations: []any{releaseA, releaseB},
 				State: State{Stage: StagePaying, CustomerID: "c-1", Items: items, TotalCents: 2500,
 					Reserved: []string{"a", "b"}, PaymentPending: true},
