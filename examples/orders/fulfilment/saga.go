@@ -149,9 +149,14 @@ func newSaga(registry *eventstore.Registry, name string, paymentTimeout time.Dur
 
 	saga.On(d, func(e ordering.OrderCompleted) string { return e.OrderID }, func(c *saga.Context[State], e ordering.OrderCompleted) error {
 		// Reserved stock becomes sold only now: a cancel that overtook
-		// CompleteOrder must still find it reserved to release it.
+		// CompleteOrder must still find it reserved to release it. One at a
+		// time (no saga.Concurrent): nothing waits on them, and in a burst
+		// commands queued on the same few products in parallel would hold
+		// the relay's slots waiting for their product's turn (with every
+		// step concurrent, the burst benchmark completed about a fifth
+		// fewer orders per second).
 		for _, sku := range c.State.Reserved {
-			c.Send(inventory.CommitReservation{SKU: sku, OrderID: e.OrderID}, saga.Concurrent())
+			c.Send(inventory.CommitReservation{SKU: sku, OrderID: e.OrderID})
 		}
 		c.Complete(OutcomeCompleted)
 		return nil

@@ -140,7 +140,7 @@ func TestFulfilmentSaga(t *testing.T) {
 		{
 			name: "order completed: commit every line, completed", given: completing, when: completed,
 			want: sagatest.Expect{
-				Commands:      []sagatest.Command{send(commitA, together), send(commitB, together)},
+				Commands:      []sagatest.Command{send(commitA), send(commitB)},
 				Compensations: []any{releaseA, releaseB, refund, cancelShip},
 				Status:        saga.StatusCompleted, Outcome: OutcomeCompleted,
 			},
