@@ -53,11 +53,12 @@ lint:
 ## hundreds of orders through it, so they run once per count; so do the
 ## integration ones (5,000 messages published, 5,000 paced from service to
 ## service over NATS JetStream: NATS_URL, else 127.0.0.1:4222, else a private
-## nats-server).
+## nats-server). Packages run one at a time (-p 1): two benchmark binaries
+## at once on a 2-core machine measure each other.
 bench:
-	$(WITH_PG) $(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) \
+	$(WITH_PG) $(GO) test -p 1 -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) \
 		./eventstore/... ./aggregate/... ./command/... ./server/... | tee bench.out
-	$(WITH_PG) $(GO) test -run '^$$' -bench . -benchtime 1x -count $(PROJECTION_BENCH_COUNT) -timeout 60m \
+	$(WITH_PG) $(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -count $(PROJECTION_BENCH_COUNT) -timeout 60m \
 		./projection/ ./examples/orders/ | tee -a bench.out
 	$(WITH_PG) scripts/with-nats.sh $(GO) test -run '^$$' -bench . -benchtime 1x -count $(PROJECTION_BENCH_COUNT) -timeout 30m \
 		./integration/jetstream/ | tee -a bench.out
