@@ -26,13 +26,18 @@ import (
 )
 
 // Event is an event to append. ID, when zero, is filled with a new UUIDv7;
-// SchemaVersion, when zero, means 1.
+// SchemaVersion, when zero, means 1. OccurredAt is when the fact happened
+// in the domain, when that is not when it is recorded (an import, an
+// offline client, a backdated correction); zero means "when recorded". It
+// is kept in UTC and whole microseconds, as PostgreSQL keeps it, between
+// years 1 and 9999.
 type Event struct {
 	ID            uuid.UUID
 	Type          string
 	SchemaVersion int
 	Data          json.RawMessage
 	Metadata      Metadata
+	OccurredAt    time.Time
 }
 
 // Metadata travels with every event. CorrelationID ties together everything
@@ -48,7 +53,10 @@ type Metadata struct {
 
 // RecordedEvent is an event as stored: the envelope every reader receives.
 // Every store gives Data back in jsonb's form (see AppendJSONB), and
-// RecordedAt in UTC and whole microseconds, as PostgreSQL keeps them.
+// RecordedAt and OccurredAt in UTC and whole microseconds, as PostgreSQL
+// keeps them. RecordedAt is the store's clock at the append; OccurredAt is
+// always set: the appended Event.OccurredAt, or RecordedAt when that was
+// zero, so a reader never needs to tell the two cases apart.
 type RecordedEvent struct {
 	ID            uuid.UUID
 	StreamID      string
@@ -59,6 +67,7 @@ type RecordedEvent struct {
 	Data          json.RawMessage
 	Metadata      Metadata
 	RecordedAt    time.Time // UTC
+	OccurredAt    time.Time // UTC; RecordedAt unless the event said otherwise
 }
 
 // AppendResult describes a completed append. FirstVersion..Version is the

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -19,6 +20,13 @@ const (
 	MaxCommandIDLength = 200
 	// DefaultMaxEventSize bounds one event's data plus metadata.
 	DefaultMaxEventSize = 1 << 20
+)
+
+// The years an Event.OccurredAt may fall in: those every store can keep
+// and encoding/json can write (RFC 3339 has four-digit years).
+const (
+	minOccurredYear = 1
+	maxOccurredYear = 9999
 )
 
 // StreamIDCharacters documents the characters a stream ID may contain.
@@ -111,6 +119,13 @@ func PrepareAppend(streamID string, expected ExpectedVersion, events []Event, op
 		}
 		if reason := metadataProblem(e.Metadata); reason != "" {
 			return nil, bad(ErrInvalidEvent, reason)
+		}
+		if !e.OccurredAt.IsZero() {
+			// PostgreSQL keeps microseconds; every store keeps what it does.
+			e.OccurredAt = e.OccurredAt.UTC().Truncate(time.Microsecond)
+			if y := e.OccurredAt.Year(); y < minOccurredYear || y > maxOccurredYear {
+				return nil, bad(ErrInvalidEvent, fmt.Sprintf("occurred_at %s is outside the years %d to %d", e.OccurredAt.Format(time.RFC3339Nano), minOccurredYear, maxOccurredYear))
+			}
 		}
 		size := len(e.Data) + len(e.Metadata.CorrelationID) + len(e.Metadata.CausationID) + len(e.Metadata.CommandID)
 		for k, v := range e.Metadata.Extra {
