@@ -113,6 +113,9 @@ var (
 	// ErrModelsDiffer: rebuild --verify found the live model differs from
 	// a fresh rebuild. ExitCode maps it to 3.
 	ErrModelsDiffer = errors.New("the live model differs from a fresh rebuild")
+	// ErrRetryPending: projection retry asked the process running a
+	// projection to retry its dead letters, and none did within --wait.
+	ErrRetryPending = errors.New("the retry is still waiting for the projection's process")
 	// ErrUnreachable: the database could not be used. The error's message
 	// says why (nothing listening, a refused login, a missing database, a
 	// full server, a URL that is not PostgreSQL's, a timeout or TLS), the

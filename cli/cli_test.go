@@ -400,7 +400,7 @@ func TestWithoutSetupOnlyDatabaseCommandsExist(t *testing.T) {
 	h.ok("projection", "reset", p.Name()) // the database now knows the projection
 
 	bare := app.CLI("cairn", nil) // what cmd/cairn runs
-	for _, sub := range []string{"rebuild", "reset", "retry", "run"} {
+	for _, sub := range []string{"rebuild", "reset", "run"} {
 		r := h.runWith(bare, "projection", sub, p.Name())
 		require.Equal(t, 2, cli.ExitCode(r.e), "%s: %v", sub, r.e)
 		require.Contains(t, r.err, "unknown command")
@@ -441,4 +441,77 @@ func TestRootHelpExitStatusMentionsRebuildOnlyWithProjections(t *testing.T) {
 		got := strings.Contains(cli.New(cfg).Long, "3 rebuild --verify")
 		require.Equal(t, setup, got, "Setup set: %v", setup)
 	}
+}
+
+// A command line without the projection's code (cmd/cairn's, or one
+// without an integration publisher) retries a dead letter by asking the
+// process that runs the projection, and says what became of it.
+func TestRetryOfAProjectionRunElsewhere(t *testing.T) {
+	p := newTally(t)
+	p.poisoned.Store(true)
+	h := newHarness(t, p)
+	h.cfg.Projection = projection.Config{
+		Policy: projection.PolicyDeadLetter,
+		Retry:  retry.Policy{MaxAttempts: 2, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond},
+	}
+	h.append("acct-1", added(1))
+	h.append("acct-2", eventstore.Event{Type: "Added", Data: []byte(`{"amount": 5, "poison": true}`)})
+	last := h.append("acct-1", added(2))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	// run runs the daemon, the process that has the projection's code,
+	// until the returned function stops it.
+	run := func() func() {
+		runCtx, stop := context.WithCancel(ctx)
+		var out, errOut syncBuffer
+		done := make(chan error, 1)
+		go func() { done <- h.exec(runCtx, h.cfg, &out, &errOut, "projection", "run") }()
+		return func() {
+			stop()
+			select {
+			case err := <-done:
+				require.NoError(t, err, errOut.String())
+			case <-time.After(15 * time.Second):
+				t.Fatal("projection run did not stop when cancelled")
+			}
+		}
+	}
+	stop := run()
+	require.Eventually(t, func() bool { return h.status(p.Name()).Checkpoint == last.Position }, 30*time.Second, 50*time.Millisecond)
+	stop()
+	require.Equal(t, int64(1), h.status(p.Name()).DeadLetters)
+
+	bare := app.CLI("cairn", nil)
+	// Nobody runs the projection: the request waits, and says so.
+	r := h.runWith(bare, "projection", "retry", p.Name(), "--all", "--wait", "300ms")
+	require.ErrorIs(t, r.e, cli.ErrRetryPending)
+	require.Equal(t, 1, cli.ExitCode(r.e))
+	require.Contains(t, r.out, "asked the process running "+p.Name()+" to retry 1 dead letter")
+
+	// The daemon starts, takes the request; still poisoned, the retry fails.
+	stop = run()
+	defer func() { stop() }()
+	require.Eventually(t, func() bool {
+		var letters []projection.DeadLetter
+		return json.Unmarshal([]byte(h.ok("projection", "dead-letters", p.Name(), "--json")), &letters) == nil &&
+			len(letters) == 1 && letters[0].Attempts == 3
+	}, 30*time.Second, 50*time.Millisecond, "the pending request was taken and the retry recorded")
+	r = h.runWith(bare, "projection", "retry", p.Name(), "--all")
+	require.Error(t, r.e)
+	require.Contains(t, r.e.Error(), "1 still dead-lettered")
+	require.Contains(t, r.e.Error(), "poisoned event acct-2@1")
+
+	// Fixed: the process running it applies it.
+	p.poisoned.Store(false)
+	var letters []projection.DeadLetter
+	require.NoError(t, json.Unmarshal([]byte(h.ok("projection", "dead-letters", p.Name(), "--json")), &letters))
+	r = h.runWith(bare, "projection", "retry", p.Name(), fmt.Sprint(letters[0].ID))
+	require.NoError(t, r.e, r.err)
+	require.Contains(t, r.out, "retried 1 dead letter of "+p.Name())
+	require.Equal(t, "[]\n", h.ok("projection", "dead-letters", p.Name(), "--json"))
+	require.Equal(t, map[string][2]int64{"acct-1": {3, 2}, "acct-2": {5, 1}}, h.modelRows(p.Name()))
+
+	r = h.runWith(bare, "projection", "retry", "no_such_projection", "--all")
+	require.ErrorIs(t, r.e, projection.ErrUnknownProjection)
 }

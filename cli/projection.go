@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,9 +22,9 @@ func (a *app) projectionCmd() *cobra.Command {
 		Aliases: []string{"projections"},
 		Short:   "Inspect and operate projections",
 	})
-	cmd.AddCommand(a.listCmd(), a.statusCmd(), a.pauseCmd(true), a.pauseCmd(false), a.deadLettersCmd())
+	cmd.AddCommand(a.listCmd(), a.statusCmd(), a.pauseCmd(true), a.pauseCmd(false), a.deadLettersCmd(), a.retryCmd())
 	if a.cfg.Setup != nil {
-		cmd.AddCommand(a.rebuildCmd(), a.resetCmd(), a.retryCmd(), a.runCmd())
+		cmd.AddCommand(a.rebuildCmd(), a.resetCmd(), a.runCmd())
 	}
 	return cmd
 }
@@ -280,11 +281,14 @@ func (a *app) deadLettersCmd() *cobra.Command {
 
 func (a *app) retryCmd() *cobra.Command {
 	var all bool
+	var wait time.Duration
 	cmd := &cobra.Command{
 		Use:   "retry NAME (--all | ID...)",
 		Short: "Re-apply dead letters to the live model, in log order",
 		Long: "Re-apply the given dead letters (IDs from dead-letters), or all of them with --all, in log order.\n" +
-			"Each success removes its dead letter; the first failure stops the retry and is recorded on its dead letter.",
+			"Each success removes its dead letter; the first failure stops the retry and is recorded on its dead letter.\n" +
+			"A projection whose code this command line does not have (an integration publisher, another service's\n" +
+			"projection) is retried by the process running it: the command asks, and waits up to --wait for the answer.",
 		Args: nArgs(1, -1, "NAME"),
 		RunE: a.action(func(ctx context.Context, cmd *cobra.Command, args []string) error {
 			name, rest := args[0], args[1:]
@@ -305,7 +309,9 @@ func (a *app) retryCmd() *cobra.Command {
 			}
 			defer s.close()
 			n, err := s.mgr.Retry(ctx, name, ids...)
-			err = unknownProjection(ctx, s.mgr, err, true)
+			if errors.Is(err, projection.ErrUnknownProjection) {
+				return requestRetry(ctx, cmd, s.mgr, name, ids, wait)
+			}
 			if err != nil && n > 0 {
 				return fmt.Errorf("retried %s of %s, then: %w", plural(int64(n), "dead letter", "dead letters"), name, err)
 			}
@@ -317,7 +323,68 @@ func (a *app) retryCmd() *cobra.Command {
 		}),
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "retry every dead letter of the projection")
+	cmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "for a projection run by another process: how long to wait for it to retry")
 	return cmd
+}
+
+// requestRetry has the process running the projection retry its dead
+// letters (projection.Manager.RequestRetry) and waits for the outcome.
+func requestRetry(ctx context.Context, cmd *cobra.Command, mgr *projection.Manager, name string, ids []int64, wait time.Duration) error {
+	known, err := mgr.KnownNames(ctx)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(known, name) {
+		return unknownProjection(ctx, mgr, fmt.Errorf("%w: %q", projection.ErrUnknownProjection, name), false)
+	}
+	marked, err := mgr.RequestRetry(ctx, name, ids...)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if len(marked) == 0 {
+		_, err = fmt.Fprintf(out, "%s has no dead letters\n", name)
+		return err
+	}
+	if _, err := fmt.Fprintf(out, "asked the process running %s to retry %s\n", name, plural(int64(len(marked)), "dead letter", "dead letters")); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		pending, err := mgr.PendingRetries(ctx, name, marked)
+		if err != nil {
+			return err
+		}
+		if pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: no process running %s took the request within %s; it stays asked for, and %s retries it when it runs",
+				ErrRetryPending, name, wait, name)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	letters, err := mgr.DeadLetters(ctx, name)
+	if err != nil {
+		return err
+	}
+	var left []projection.DeadLetter
+	for _, d := range letters {
+		if slices.Contains(marked, d.ID) {
+			left = append(left, d)
+		}
+	}
+	done := len(marked) - len(left)
+	if len(left) > 0 {
+		return fmt.Errorf("retried %s of %s; %d still dead-lettered, the first (%d) with: %s",
+			plural(int64(done), "dead letter", "dead letters"), name, len(left), left[0].ID, left[0].Error)
+	}
+	_, err = fmt.Fprintf(out, "retried %s of %s\n", plural(int64(done), "dead letter", "dead letters"), name)
+	return err
 }
 
 func (a *app) resetCmd() *cobra.Command {

@@ -370,6 +370,77 @@ func (m *Manager) Retry(ctx context.Context, name string, ids ...int64) (int, er
 	return applied, nil
 }
 
+// RequestRetry asks the process leading the projection called name to
+// retry dead letters (every one of the projection's when ids is empty), for
+// a process that does not have the projection's code, such as the command
+// line: the leader retries them as Retry does, within about a second while
+// it runs, and clears the requests. It returns the dead letters marked; an
+// ID that is not one of the projection's dead letters is an error wrapping
+// ErrNotDeadLettered, and then nothing is marked. PendingRetries tells
+// which requests are still waiting.
+func (m *Manager) RequestRetry(ctx context.Context, name string, ids ...int64) ([]int64, error) {
+	var marked []int64
+	err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, m.q.requestRetry, name, ids)
+		if err != nil {
+			return err
+		}
+		if marked, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil {
+			return err
+		}
+		if len(marked) < len(ids) {
+			return fmt.Errorf("%w: %s has no dead letter %v", ErrNotDeadLettered, name, missing(ids, marked))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return marked, nil
+}
+
+// PendingRetries counts the retries of ids requested (RequestRetry) and
+// not yet taken by the projection's leader.
+func (m *Manager) PendingRetries(ctx context.Context, name string, ids []int64) (int, error) {
+	var n int
+	err := m.pool.QueryRow(ctx, m.q.pendingRetryRequests, name, ids).Scan(&n)
+	return n, err
+}
+
+// missing returns the IDs of want that got lacks.
+func missing(want, got []int64) []int64 {
+	var out []int64
+	for _, id := range want {
+		if !slices.Contains(got, id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// retryRequested retries the dead letters whose retry another process
+// requested (RequestRetry): the leader's part. A retry that fails is
+// recorded on its dead letter, as Retry records it, and not requested
+// again.
+func (m *Manager) retryRequested(ctx context.Context, r *registered) error {
+	name := r.p.Name()
+	rows, err := m.pool.Query(ctx, m.q.takeRetryRequests, name)
+	if err != nil {
+		return err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	n, err := m.Retry(ctx, name, ids...)
+	if err != nil {
+		m.log.Warn("cairn: a requested retry of dead letters failed", "projection", name, "retried", n, "requested", len(ids), "error", err)
+		return nil
+	}
+	m.log.Info("cairn: requested retry of dead letters done", "projection", name, "retried", n)
+	return nil
+}
+
 // Checkpoint returns the position up to which the live model of the
 // projection called name has applied the log: eventstore.Start before its
 // first event, or when it has no model yet. It costs two small queries,

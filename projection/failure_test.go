@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/internal/pgtest"
 	"github.com/cairn-es/cairn/projection"
 	"github.com/cairn-es/cairn/retry"
 )
@@ -380,4 +381,64 @@ func TestHandlersUnknownTypeAndUndecodableDataAreFailures(t *testing.T) {
 	_, err = e.mgr.Retry(ctx, p.Name(), dl[1].ID)
 	require.ErrorIs(t, err, eventstore.ErrUndecodableEvent)
 	require.True(t, strings.Contains(err.Error(), "s3"), err.Error())
+}
+
+// A process without the projection's code (the command line, another
+// service) asks for a retry; the process leading the projection does it,
+// and clears the request whether the retry succeeded or not.
+func TestRetryRequestedElsewhereIsDoneByTheLeader(t *testing.T) {
+	e := newEnv(t, projection.Config{Retry: fastRetry, LeaderRetry: 50 * time.Millisecond, Policy: projection.PolicyDeadLetter})
+	hook := newPoison(false)
+	p := &totals{name: uniqueName(t, "asked"), version: 1, fail: hook.hook}
+	require.NoError(t, e.mgr.Register(p))
+	l, _, _ := poisonedLog(t, e)
+	want, last, _ := l.snapshot()
+	startRunner(t, e.mgr)
+	waitFor(t, e.mgr, last, progressWait, p.Name())
+
+	ctx := context.Background()
+	dl, err := e.mgr.DeadLetters(ctx, p.Name())
+	require.NoError(t, err)
+	require.Len(t, dl, 1)
+	d := dl[0]
+
+	// The other process: a manager with nothing registered.
+	other := pgtest.Manager(t, e.store, projection.Config{Logger: quietLog})
+	t.Cleanup(other.Close)
+	_, err = other.Retry(ctx, p.Name(), d.ID)
+	require.ErrorIs(t, err, projection.ErrUnknownProjection, "it cannot retry by itself")
+	_, err = other.RequestRetry(ctx, p.Name(), d.ID, d.ID+1000)
+	require.ErrorIs(t, err, projection.ErrNotDeadLettered)
+	pending, err := other.PendingRetries(ctx, p.Name(), []int64{d.ID})
+	require.NoError(t, err)
+	require.Zero(t, pending, "a refused request marks nothing")
+
+	taken := func(ids []int64) func() bool {
+		return func() bool {
+			n, err := other.PendingRetries(ctx, p.Name(), ids)
+			return err == nil && n == 0
+		}
+	}
+	// Still broken: the leader takes the request, the retry fails and is
+	// recorded, the dead letter stays.
+	marked, err := other.RequestRetry(ctx, p.Name())
+	require.NoError(t, err)
+	require.Equal(t, []int64{d.ID}, marked)
+	require.Eventually(t, taken(marked), 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool {
+		dl, err := other.DeadLetters(ctx, p.Name())
+		return err == nil && len(dl) == 1 && dl[0].Attempts == d.Attempts+1
+	}, 10*time.Second, 20*time.Millisecond, "the failed retry is recorded, the dead letter stays")
+	require.Equal(t, without(want, "bad"), modelRows(t, e.store, p.Name()))
+
+	// Fixed: asked again, the leader applies it once.
+	hook.broken.Store(false)
+	marked, err = other.RequestRetry(ctx, p.Name(), d.ID)
+	require.NoError(t, err)
+	require.Eventually(t, taken(marked), 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool {
+		dl, err := other.DeadLetters(ctx, p.Name())
+		return err == nil && len(dl) == 0
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, want, modelRows(t, e.store, p.Name()))
 }

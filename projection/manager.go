@@ -217,6 +217,7 @@ func (m *Manager) lookup(name string) (*registered, error) {
 // controlQueries is the SQL over the control tables of one store schema.
 type controlQueries struct {
 	ensure, state, setState, fail, setVersion, deadLetter, deadLetters, deadLetterByID, deleteDeadLetter, touchDeadLetter, countDeadLetters, clearDeadLetters, control string
+	requestRetry, takeRetryRequests, pendingRetryRequests                                                                                                              string
 }
 
 func newControlQueries(schema string) controlQueries {
@@ -235,6 +236,17 @@ func newControlQueries(schema string) controlQueries {
 		deadLetterByID: r.Replace(`SELECT id, projection, event_id, stream_id, stream_version, pos_tx, pos_seq, event_type, error, attempts, first_failed_at, last_failed_at
 			FROM {s}.dead_letters WHERE projection = $1 AND id = $2`),
 		deleteDeadLetter: r.Replace(`DELETE FROM {s}.dead_letters WHERE id = $1`),
+		// requestRetry marks dead letters (all of the projection's when $2
+		// is empty) for the projection's leader to retry; it returns the
+		// IDs marked.
+		requestRetry: r.Replace(`UPDATE {s}.dead_letters SET retry_requested_at = clock_timestamp()
+			WHERE projection = $1 AND (coalesce(cardinality($2::bigint[]), 0) = 0 OR id = ANY($2)) RETURNING id`),
+		// takeRetryRequests clears the requests of a projection and returns
+		// their dead letters' IDs: each request is taken once.
+		takeRetryRequests: r.Replace(`UPDATE {s}.dead_letters SET retry_requested_at = NULL
+			WHERE projection = $1 AND retry_requested_at IS NOT NULL RETURNING id`),
+		pendingRetryRequests: r.Replace(`SELECT count(*) FROM {s}.dead_letters
+			WHERE projection = $1 AND id = ANY($2) AND retry_requested_at IS NOT NULL`),
 		touchDeadLetter:  r.Replace(`UPDATE {s}.dead_letters SET error = $2, attempts = attempts + 1, last_failed_at = clock_timestamp() WHERE id = $1`),
 		countDeadLetters: r.Replace(`SELECT count(*) FROM {s}.dead_letters WHERE projection = $1`),
 		clearDeadLetters: r.Replace(`DELETE FROM {s}.dead_letters WHERE projection = $1`),

@@ -256,7 +256,16 @@ func (m *Manager) follow(ctx context.Context, conn *pgx.Conn, r *registered, up 
 	}
 	defer sub.Close()
 	pos := cp.Position
+	var retriesChecked time.Time
 	for {
+		// Retries other processes asked for (RequestRetry), at most once a
+		// second: between batches, where the write lock is free.
+		if time.Since(retriesChecked) >= time.Second {
+			retriesChecked = time.Now()
+			if err := m.retryRequested(ctx, r); err != nil {
+				return err
+			}
+		}
 		// A paused projection waiting for events would not notice; the
 		// short wait lets it re-check its state.
 		waitCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
