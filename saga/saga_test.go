@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/internal/pgtest"
@@ -259,4 +261,45 @@ func TestSagasAndReactorsCannotBeReplayed(t *testing.T) {
 	_, err := r.projections.Rebuild(context.Background(), saga.ProjectionName(name), projection.RebuildOptions{})
 	require.ErrorIs(t, err, projection.ErrSideEffects)
 	require.ErrorIs(t, r.projections.Reset(context.Background(), saga.ProjectionName(name)), projection.ErrSideEffects)
+}
+
+// A timeout's step is a span of its own, the root of a trace that the
+// commands it queues continue.
+func TestSagaTimeoutStepIsTraced(t *testing.T) {
+	e := newEnv(t)
+	name := uniqueName("traced")
+	recorder := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	d := saga.New[jobState](name, e.registry)
+	saga.StartOn(d, func(s Started) string { return s.JobID }, func(c *saga.Context[jobState], s Started) error {
+		c.Schedule("expire", 50*time.Millisecond)
+		return nil
+	})
+	saga.OnTimeout(d, "expire", func(c *saga.Context[jobState]) error {
+		c.Send(Expire{JobID: c.InstanceID()})
+		c.Complete("expired")
+		return nil
+	})
+	e.start(saga.Config{TracerProvider: tp}, func(m *saga.Manager) { m.MustRegister(d) })
+	e.dispatch(Start{JobID: "tt"})
+	require.Equal(t, "expired", e.awaitEnded(name, "tt").Outcome)
+
+	var timeout, send sdktrace.ReadOnlySpan
+	require.Eventually(t, func() bool {
+		for _, s := range recorder.Ended() {
+			switch s.Name() {
+			case "saga " + name + " timeout expire":
+				timeout = s
+			case "saga " + name + " send Expire":
+				send = s
+			}
+		}
+		return timeout != nil && send != nil
+	}, 10*time.Second, 10*time.Millisecond)
+	require.False(t, timeout.Parent().IsValid(), "a timeout starts a trace")
+	require.Contains(t, timeout.Attributes(), saga.AttrOutcome.String("fired"))
+	require.Contains(t, timeout.Attributes(), saga.AttrTimeout.String("expire"))
+	require.Equal(t, timeout.SpanContext().TraceID(), send.SpanContext().TraceID(), "the command it queued continues its trace")
+	require.Equal(t, timeout.SpanContext().SpanID(), send.Parent().SpanID())
 }

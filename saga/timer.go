@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cairn-es/cairn/projection"
+	"github.com/cairn-es/cairn/telemetry"
 )
 
 // heldBackPoll is how soon the timer looks again at a timeout that is due
@@ -87,13 +88,15 @@ func (m *Manager) fireDue(ctx context.Context, n int) (int, error) {
 // it, in the transaction that persists the handling: a timeout another
 // process fired, or the instance cancelled or rescheduled meanwhile, is
 // gone or has another due time, and is left alone.
-func (m *Manager) fire(ctx context.Context, d dueTimeout) error {
+func (m *Manager) fire(ctx context.Context, d dueTimeout) (err error) {
 	s, ok := m.lookup(d.saga)
 	if !ok {
 		return nil
 	}
+	ctx, span := m.startTimeout(ctx, d.saga, d.instanceID, d.name)
+	defer func() { telemetry.End(span, err) }()
 	fired := false
-	err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
 		inst, err := m.q.loadInstance(ctx, projection.Direct(tx), d.saga, d.instanceID)
 		if err != nil {
 			return err
@@ -122,6 +125,13 @@ func (m *Manager) fire(ctx context.Context, d dueTimeout) error {
 	})
 	if err == nil && fired {
 		m.metrics.timeouts.WithLabelValues(d.saga).Inc()
+	}
+	if span.IsRecording() {
+		outcome := "fired"
+		if !fired {
+			outcome = "skipped" // fired elsewhere, cancelled, or the instance ended
+		}
+		span.SetAttributes(AttrOutcome.String(outcome))
 	}
 	return err
 }

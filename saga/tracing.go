@@ -20,6 +20,7 @@ const (
 	AttrCommandID   = attribute.Key("cairn.command.id")
 	AttrAttempt     = attribute.Key("cairn.saga.attempt")
 	AttrOutcome     = attribute.Key("cairn.saga.outcome")
+	AttrTimeout     = attribute.Key("cairn.saga.timeout")
 )
 
 // How a trace runs through a saga: the step that handles an event is a
@@ -45,6 +46,18 @@ func (m *Manager) startStep(ctx context.Context, sagaName, instanceID string, re
 	if span.IsRecording() {
 		span.SetAttributes(AttrSaga.String(sagaName), AttrInstance.String(instanceID),
 			AttrEventType.String(rec.Type), AttrEventID.String(rec.ID.String()))
+	}
+	return sctx, span
+}
+
+// startTimeout starts the span of a step of saga sagaName's instance
+// handling its timeout called name: "saga <name> timeout <timeout>", the
+// root of a trace of its own (a timeout is caused by the clock, not by a
+// traced message); the commands the step queues continue it.
+func (m *Manager) startTimeout(ctx context.Context, sagaName, instanceID, name string) (context.Context, trace.Span) {
+	sctx, span := m.tracer.Start(ctx, "saga "+sagaName+" timeout "+name, trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindInternal))
+	if span.IsRecording() {
+		span.SetAttributes(AttrSaga.String(sagaName), AttrInstance.String(instanceID), AttrTimeout.String(name))
 	}
 	return sctx, span
 }
