@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"testing"
 
 	"github.com/google/uuid"
@@ -13,6 +14,7 @@ import (
 	"github.com/cairn-es/cairn/aggregate"
 	"github.com/cairn-es/cairn/command"
 	"github.com/cairn-es/cairn/eventstore"
+	"github.com/cairn-es/cairn/eventstore/memory"
 	"github.com/cairn-es/cairn/eventstore/postgres"
 	"github.com/cairn-es/cairn/internal/pgtest"
 )
@@ -102,4 +104,45 @@ func BenchmarkDispatch(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	})
+}
+
+// BenchmarkTracingOff measures what tracing costs when it is off (no SDK
+// installed: the default): a command dispatched through the default chain,
+// whose first middleware is Tracing with the global no-op provider, against
+// the same chain without Tracing, in the same run. The store is the memory
+// store, so that the middleware's share is not hidden behind a database
+// round trip.
+func BenchmarkTracingOff(b *testing.B) {
+	ctx := context.Background()
+	reg := eventstore.NewRegistry()
+	eventstore.MustRegister[TabOpened](reg, "TabOpened")
+	logger := slog.New(slog.DiscardHandler)
+	for _, c := range []struct {
+		name string
+		cfg  command.Config
+	}{
+		{"traced-off", command.Config{Logger: logger}},
+		{"untraced", command.Config{Chain: []command.Middleware{command.Logging(logger), command.Validation(), command.Retry(command.DefaultRetry)}}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			// A store of its own, so that neither side runs on a log the
+			// other has grown.
+			store := memory.New(memory.Config{})
+			tabs := aggregate.NewRepository(store, reg, "tab", func() *tab { return &tab{} }, aggregate.Config{})
+			d := command.NewDispatcher(store, c.cfg)
+			command.MustRegister(d, func(ctx context.Context, cmd OpenTab) (eventstore.AppendResult, error) {
+				t := tabs.New(cmd.TabID)
+				aggregate.Record(t, TabOpened{Table: cmd.Table})
+				return tabs.Save(ctx, t)
+			}, command.AppendOnly())
+			// The other side's garbage (its store) is collected before,
+			// not during, this side's run.
+			runtime.GC()
+			for b.Loop() {
+				if _, err := d.Dispatch(ctx, OpenTab{TabID: uuid.NewString(), Table: 7}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

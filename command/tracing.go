@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"maps"
+	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -23,6 +24,10 @@ const (
 	AttrEvents        = attribute.Key("cairn.events")
 )
 
+// internalSpan is the kind of a command's span, as a start option made
+// once.
+var internalSpan = trace.WithSpanKind(trace.SpanKindInternal)
+
 // Tracing returns middleware that handles each command in a span named
 // "command <Type>", a child of the span in the caller's context (the HTTP
 // request's, a saga relay's send), spanning the idempotency look-up, the
@@ -35,10 +40,24 @@ const (
 // spans (tracing off) the metadata is left alone.
 func Tracing(tp trace.TracerProvider) Middleware {
 	tracer := telemetry.Tracer(tp, telemetry.ScopeName+"/command")
+	// Span names are made once per command type: with tracing off, the
+	// span is all this middleware costs, and its name should not be an
+	// allocation on every command.
+	var names sync.Map // command type → span name
+	spanName := func(typ string) string {
+		if n, ok := names.Load(typ); ok {
+			return n.(string)
+		}
+		n, _ := names.LoadOrStore(typ, "command "+typ)
+		return n.(string)
+	}
 	return func(next Handler) Handler {
 		return func(ctx context.Context, env Envelope) (Result, error) {
+			if telemetry.Off(tp) {
+				return next(ctx, env)
+			}
 			name := env.Type()
-			sctx, span := tracer.Start(ctx, "command "+name, trace.WithSpanKind(trace.SpanKindInternal))
+			sctx, span := tracer.Start(ctx, spanName(name), internalSpan)
 			defer span.End()
 			if !telemetry.Started(ctx, span) {
 				return next(ctx, env)

@@ -28,7 +28,7 @@ const AttrRequestID = attribute.Key("cairn.request_id")
 func (s *Server) traced(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		route := c.Path()
-		if s.untraced(route) {
+		if s.untraced(route) || telemetry.Off(s.cfg.TracerProvider) {
 			return next(c)
 		}
 		req := c.Request()

@@ -31,6 +31,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/cairn-es/cairn/eventstore"
 )
@@ -54,6 +55,24 @@ func Tracer(tp trace.TracerProvider, name string) trace.Tracer {
 		tp = otel.GetTracerProvider()
 	}
 	return tp.Tracer(name)
+}
+
+// initialGlobal is the global tracer provider as it is before an
+// application installs one (otel.SetTracerProvider): it makes no spans.
+var initialGlobal = otel.GetTracerProvider()
+
+// Off reports whether tp certainly makes no spans, so that a caller can
+// skip even starting one: tp nil while no application has installed a
+// global provider, or a no-op provider. Tracing off then costs a pointer
+// comparison per operation. It is false when in doubt.
+func Off(tp trace.TracerProvider) bool {
+	switch tp.(type) {
+	case nil:
+		return otel.GetTracerProvider() == initialGlobal
+	case noop.TracerProvider, *noop.TracerProvider:
+		return true
+	}
+	return false
 }
 
 // propagator is the W3C Trace Context propagator; it is stateless, so a

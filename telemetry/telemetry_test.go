@@ -108,3 +108,12 @@ func TestStartedTellsANoOpProviderApart(t *testing.T) {
 	require.True(t, telemetry.Started(context.Background(), span))
 	require.Len(t, rec.Ended(), 2)
 }
+
+// Off is sure only of providers that make no spans.
+func TestOffKnowsOnlyProvidersThatMakeNoSpans(t *testing.T) {
+	require.True(t, telemetry.Off(nil), "no global provider installed in this test binary")
+	require.True(t, telemetry.Off(noop.NewTracerProvider()))
+	sdk := sdktrace.NewTracerProvider()
+	t.Cleanup(func() { _ = sdk.Shutdown(context.Background()) })
+	require.False(t, telemetry.Off(sdk))
+}

@@ -31,6 +31,7 @@ var pairs = []pair{
 	{"Load1000/snapshot", "Load1000/raw-select", "load a 1,000-event aggregate from a snapshot vs raw SELECT + decode"},
 	{"Dispatch/dispatch", "Dispatch/raw-insert", "command dispatched end to end (AppendOnly handler) vs raw pgx INSERT of its event (goal ≥ 0.6)"},
 	{"Dispatch/dispatch-lookup-first", "Dispatch/raw-insert", "command dispatched end to end, command log looked up first, vs raw pgx INSERT of its event"},
+	{"TracingOff/traced-off", "TracingOff/untraced", "command dispatched to the memory store, tracing off (no SDK), vs the same chain without the Tracing middleware"},
 	{"Rebuild/per-event", "Rebuild/copy-baseline", "rebuild, per-event upserts vs COPY of the same rows (goal ≥ 0.25)"},
 	{"Rebuild/batch", "Rebuild/copy-baseline", "rebuild, batch projector vs COPY of the same rows (goal ≥ 0.40)"},
 	{"HTTPGetByID/framework", "HTTPGetByID/bare", "HTTP GET by ID, server.Query route vs bare echo+pgx, 8 clients (goal ≥ 0.90)"},
