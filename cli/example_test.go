@@ -48,5 +48,5 @@ func Example() {
 	root.SetArgs([]string{"migrate", "status", "--schema", "example_never_migrated"})
 	_ = root.Execute()
 	// Output:
-	// schema example_never_migrated: version 0 of 8, 8 pending; run 'shop migrate up'
+	// schema example_never_migrated: version 0 of 9, 9 pending; run 'shop migrate up'
 }

@@ -335,7 +335,9 @@ func requestRetry(ctx context.Context, cmd *cobra.Command, mgr *projection.Manag
 		return err
 	}
 	if !slices.Contains(known, name) {
-		return unknownProjection(ctx, mgr, fmt.Errorf("%w: %q", projection.ErrUnknownProjection, name), false)
+		// Known neither here nor to the database: name what this
+		// application registers, when it registers anything.
+		return unknownProjection(ctx, mgr, fmt.Errorf("%w: %q", projection.ErrUnknownProjection, name), len(mgr.Names()) > 0)
 	}
 	marked, err := mgr.RequestRetry(ctx, name, ids...)
 	if err != nil {

@@ -23,7 +23,7 @@ func CountLog(ctx context.Context, r LogReader, after Position, opts ReadLogOpti
 				return n, nil
 			}
 		}
-		events, err := r.ReadLog(ctx, after, ReadLogOptions{Limit: page, Types: opts.Types, Categories: opts.Categories})
+		events, err := r.ReadLog(ctx, after, ReadLogOptions{Limit: page, Types: opts.Types, Categories: opts.Categories, Since: opts.Since})
 		if err != nil {
 			return n, err
 		}

@@ -20,6 +20,8 @@ package eventstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -44,11 +46,20 @@ type Event struct {
 // caused by one original request; CausationID names the message (usually a
 // command) that directly caused this event; CommandID is the ID of the
 // command whose handling appended it.
+//
+// Extra and Values are free-form and independent: a key may be in both.
+// Extra holds strings (trace context, tenant, the message that caused the
+// event: what propagates through string carriers). Values holds any JSON
+// value, each of which comes back as the same value: a number stays a
+// number, an object an object. Every store gives a value back in jsonb's
+// form (see AppendJSONB), as it does Data; an append whose value is not
+// JSON PostgreSQL can keep is refused with a ValidationError.
 type Metadata struct {
-	CorrelationID string            `json:"correlation_id,omitempty"`
-	CausationID   string            `json:"causation_id,omitempty"`
-	CommandID     string            `json:"command_id,omitempty"`
-	Extra         map[string]string `json:"extra,omitempty"`
+	CorrelationID string                     `json:"correlation_id,omitempty"`
+	CausationID   string                     `json:"causation_id,omitempty"`
+	CommandID     string                     `json:"command_id,omitempty"`
+	Extra         map[string]string          `json:"extra,omitempty"`
+	Values        map[string]json.RawMessage `json:"values,omitempty"`
 }
 
 // RecordedEvent is an event as stored: the envelope every reader receives.
@@ -104,11 +115,22 @@ type ReadStreamOptions struct {
 
 // ReadLogOptions filters a read of the whole log. Types and Categories, when
 // non-empty, keep only events of those types and of streams in those
-// categories (see Category). Limit zero means DefaultBatchSize.
+// categories (see Category). Since, when not zero, keeps only events
+// recorded at or after it (RecordedAt, the store's clock, not OccurredAt).
+// Limit zero means DefaultBatchSize.
+//
+// Since filters; it does not seek. The log is in position order, and
+// RecordedAt need not grow with position (PostgreSQL stamps a transaction's
+// start, and commits it later), so a read with Since still starts after
+// its position and pages on by position like any other: a reader that
+// wants "everything since T" reads from Start with Since T. A store that
+// cannot honour Since refuses it with an *UnsupportedOptionError rather
+// than ignore it.
 type ReadLogOptions struct {
 	Limit      int
 	Types      []string
 	Categories []string
+	Since      time.Time
 }
 
 // DefaultBatchSize is the page size of log reads and subscriptions when the
@@ -172,6 +194,51 @@ type StreamReader interface {
 type LogReader interface {
 	ReadLog(ctx context.Context, after Position, opts ReadLogOptions) ([]RecordedEvent, error)
 	Head(ctx context.Context) (Position, error)
+}
+
+// EventReader reads one event by its ID: what a log line, an error report
+// or a causation ID names. Like a stream read, and unlike a log read, it is
+// never held back (see HoldbackReader): an appended event is readable by ID
+// as soon as its append returns. An ID no event has gives an
+// *EventNotFoundError, which matches ErrEventNotFound. Stores with an index
+// by event ID implement it; the KurrentDB store, which has none, does not.
+type EventReader interface {
+	ReadEvent(ctx context.Context, id uuid.UUID) (RecordedEvent, error)
+}
+
+// ErrEventNotFound: no event has the ID (see EventReader).
+var ErrEventNotFound = errors.New("eventstore: event not found")
+
+// EventNotFoundError reports a read of an event ID that no event has.
+type EventNotFoundError struct{ ID uuid.UUID }
+
+func (e *EventNotFoundError) Error() string {
+	return fmt.Sprintf("eventstore: event %s not found", e.ID)
+}
+
+// Unwrap makes errors.Is(err, ErrEventNotFound) true.
+func (e *EventNotFoundError) Unwrap() error { return ErrEventNotFound }
+
+// ErrUnsupportedOption: a store was asked for something it cannot do (a
+// read option it has no index for, say) and refused rather than ignore it.
+var ErrUnsupportedOption = errors.New("eventstore: option not supported by this store")
+
+// UnsupportedOptionError reports an option a store refuses: Option names
+// it (as the Go field, "ReadLogOptions.Since"), Reason says why. It matches
+// ErrUnsupportedOption and errors.ErrUnsupported.
+type UnsupportedOptionError struct {
+	Option string
+	Reason string
+}
+
+func (e *UnsupportedOptionError) Error() string {
+	return fmt.Sprintf("eventstore: %s is not supported by this store: %s", e.Option, e.Reason)
+}
+
+// Unwrap makes errors.Is(err, ErrUnsupportedOption) and
+// errors.Is(err, errors.ErrUnsupported) true.
+func (e *UnsupportedOptionError) Unwrap() []error {
+	return []error{ErrUnsupportedOption, errors.ErrUnsupported}
 }
 
 // HoldbackReader is a LogReader that can say, in the same read, whether

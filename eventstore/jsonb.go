@@ -523,5 +523,36 @@ func metadataProblem(m Metadata) string {
 			return r
 		}
 	}
+	for k, v := range m.Values {
+		if r := check("metadata values key", k); r != "" {
+			return r
+		}
+		field := fmt.Sprintf("metadata values %q", k)
+		if len(v) == 0 || !json.Valid(v) {
+			return field + " is not valid JSON"
+		}
+		if r := jsonTextProblem(v); r != "" {
+			return field + " " + r
+		}
+	}
 	return ""
+}
+
+// jsonbValues returns values in jsonb's form (see AppendJSONB), in a map
+// and buffers of its own: what every store keeps, so that it gives back what
+// PostgreSQL does and the caller's map stays the caller's. The values must
+// have passed metadataProblem.
+func jsonbValues(values map[string]json.RawMessage) (map[string]json.RawMessage, error) {
+	if len(values) == 0 {
+		return nil, nil // as an empty object reads back from PostgreSQL
+	}
+	out := make(map[string]json.RawMessage, len(values))
+	for k, v := range values {
+		b, err := AppendJSONB(nil, v)
+		if err != nil {
+			return nil, fmt.Errorf("eventstore: metadata values %q: %w", k, err)
+		}
+		out[k] = b
+	}
+	return out, nil
 }

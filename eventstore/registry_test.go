@@ -1,6 +1,7 @@
 package eventstore_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -391,4 +392,240 @@ func ExampleRegistry() {
 	// OrderPlaced 2 {"order_id":"o-1","total_cents":1250}
 	// {OrderID:o-0 TotalCents:300}
 	// true true
+}
+
+// cartCheckedOut was stored as "CheckoutCompleted" (and before that
+// "OrderSubmitted") at schema version 1 with "total" in whole units; version
+// 2 renamed the type and moved to cents.
+type cartCheckedOut struct {
+	CartID     string `json:"cart_id"`
+	TotalCents int    `json:"total_cents"`
+}
+
+func registerRenamed(t *testing.T, r *eventstore.Registry) {
+	t.Helper()
+	require.NoError(t, eventstore.Register[cartCheckedOut](r, "CartCheckedOut",
+		eventstore.SchemaVersion(2),
+		eventstore.Upcast(1, func(data json.RawMessage) (json.RawMessage, error) {
+			var v1 struct {
+				CartID string `json:"cart_id"`
+				Total  int    `json:"total"`
+			}
+			if err := json.Unmarshal(data, &v1); err != nil {
+				return nil, err
+			}
+			return json.Marshal(cartCheckedOut{CartID: v1.CartID, TotalCents: v1.Total * 100})
+		}),
+		eventstore.Alias("CheckoutCompleted"),
+		eventstore.Alias("OrderSubmitted"),
+	))
+}
+
+func TestRegistryAliasDecodesOldNames(t *testing.T) {
+	r := newTestRegistry(t)
+	registerRenamed(t, r)
+
+	for _, name := range []string{"CheckoutCompleted", "OrderSubmitted"} {
+		t.Run(name, func(t *testing.T) {
+			// An old-name event at version 1 runs the new type's upcasters.
+			got, err := r.Decode(eventstore.RecordedEvent{ID: uuid.New(), StreamID: "cart-1", Version: 3,
+				Type: name, SchemaVersion: 1, Data: json.RawMessage(`{"cart_id":"c-1","total":4}`)})
+			require.NoError(t, err)
+			require.Equal(t, cartCheckedOut{CartID: "c-1", TotalCents: 400}, got)
+
+			got, err = r.Decode(eventstore.RecordedEvent{Type: name, SchemaVersion: 2, Data: json.RawMessage(`{"cart_id":"c-1","total_cents":5}`)})
+			require.NoError(t, err)
+			require.Equal(t, cartCheckedOut{CartID: "c-1", TotalCents: 5}, got)
+
+			// Errors name the stored type.
+			_, err = r.Decode(eventstore.RecordedEvent{Type: name, SchemaVersion: 3, Data: json.RawMessage(`{}`)})
+			var verErr *eventstore.UnknownSchemaVersionError
+			require.ErrorAs(t, err, &verErr)
+			require.Equal(t, name, verErr.Type)
+			require.Equal(t, 2, verErr.CurrentVersion)
+		})
+	}
+
+	// The type is still written under its current name.
+	e, err := r.Encode(cartCheckedOut{CartID: "c-2", TotalCents: 1})
+	require.NoError(t, err)
+	require.Equal(t, "CartCheckedOut", e.Type)
+	require.Equal(t, 2, e.SchemaVersion)
+	name, ok := eventstore.TypeNameOf[cartCheckedOut](r)
+	require.True(t, ok)
+	require.Equal(t, "CartCheckedOut", name)
+}
+
+func TestRegistryAliasLookups(t *testing.T) {
+	r := newTestRegistry(t)
+	registerRenamed(t, r)
+
+	want := eventstore.TypeInfo{Name: "CartCheckedOut", GoType: reflect.TypeFor[cartCheckedOut](), SchemaVersion: 2,
+		Aliases: []string{"CheckoutCompleted", "OrderSubmitted"}}
+	for _, name := range []string{"CartCheckedOut", "CheckoutCompleted", "OrderSubmitted"} {
+		info, ok := r.Lookup(name)
+		require.True(t, ok, name)
+		require.Equal(t, want, info, "an alias looks up the type under its current name")
+	}
+	info, _ := r.Lookup("OrderSubmitted")
+	info.Aliases[0] = "changed"
+	info, _ = r.Lookup("OrderSubmitted")
+	require.Equal(t, want.Aliases, info.Aliases, "Lookup hands out a copy")
+
+	require.Equal(t, []string{"CartCheckedOut", "ItemAdded", "ItemRemoved", "PriceSet"}, r.Names(), "one current name a type")
+	require.Equal(t, []string{"CartCheckedOut", "CheckoutCompleted", "ItemAdded", "ItemRemoved", "OrderSubmitted", "PriceSet"},
+		r.StoredNames(), "every name Decode reads")
+}
+
+func TestRegistryAliasRefused(t *testing.T) {
+	type renamed struct{}
+	for _, tc := range []struct {
+		name     string
+		register func(*eventstore.Registry) error
+		sentinel error
+		reason   string
+	}{
+		{"alias of a registered name", func(r *eventstore.Registry) error {
+			return eventstore.Register[renamed](r, "Renamed", eventstore.Alias("ItemAdded"))
+		}, eventstore.ErrDuplicateRegistration, `alias "ItemAdded" already registered`},
+		{"alias of another type's alias", func(r *eventstore.Registry) error {
+			return eventstore.Register[renamed](r, "Renamed", eventstore.Alias("Fresh"), eventstore.Alias("OrderSubmitted"))
+		}, eventstore.ErrDuplicateRegistration, `already an alias of "CartCheckedOut"`},
+		{"name that is another type's alias", func(r *eventstore.Registry) error {
+			return eventstore.Register[renamed](r, "CheckoutCompleted", eventstore.Alias("Fresh"))
+		}, eventstore.ErrDuplicateRegistration, `already an alias of "CartCheckedOut"`},
+		{"alias of its own name", func(r *eventstore.Registry) error {
+			return eventstore.Register[renamed](r, "Renamed", eventstore.Alias("Fresh"), eventstore.Alias("Renamed"))
+		}, eventstore.ErrInvalidRegistration, "own name"},
+		{"alias given twice", func(r *eventstore.Registry) error {
+			return eventstore.Register[renamed](r, "Renamed", eventstore.Alias("Fresh"), eventstore.Alias("Fresh"))
+		}, eventstore.ErrInvalidRegistration, "twice"},
+		{"empty alias", func(r *eventstore.Registry) error {
+			return eventstore.Register[renamed](r, "Renamed", eventstore.Alias(""))
+		}, eventstore.ErrInvalidRegistration, "empty"},
+		{"long alias", func(r *eventstore.Registry) error {
+			return eventstore.Register[renamed](r, "Renamed", eventstore.Alias(strings.Repeat("x", 201)))
+		}, eventstore.ErrInvalidRegistration, "at most"},
+		{"same Go type under a second name", func(r *eventstore.Registry) error {
+			return eventstore.Register[cartCheckedOut](r, "Fresh")
+		}, eventstore.ErrDuplicateRegistration, "Go type already registered"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newTestRegistry(t)
+			registerRenamed(t, r)
+			before := r.StoredNames()
+
+			err := tc.register(r)
+			require.ErrorIs(t, err, tc.sentinel)
+			var regErr *eventstore.RegistrationError
+			require.ErrorAs(t, err, &regErr)
+			require.Contains(t, regErr.Reason, tc.reason)
+
+			require.Equal(t, before, r.StoredNames(), "nothing registered, no alias either")
+			_, ok := eventstore.TypeNameOf[renamed](r)
+			require.False(t, ok)
+			_, ok = r.Lookup("Fresh")
+			require.False(t, ok)
+		})
+	}
+}
+
+// upperCipher seals every string field named Secret by upper-casing it and
+// opens it by lower-casing: enough to see where the registry calls a
+// FieldCipher and on what.
+type upperCipher struct{ failSeal, failOpen error }
+
+type secretNoted struct {
+	Note   string `json:"note"`
+	Secret string `json:"secret"`
+}
+
+func (c upperCipher) Seal(_ context.Context, event any) error {
+	if c.failSeal != nil {
+		return c.failSeal
+	}
+	if s, ok := event.(*secretNoted); ok {
+		s.Secret = strings.ToUpper(s.Secret)
+	}
+	return nil
+}
+
+func (c upperCipher) Open(_ context.Context, event any) error {
+	if c.failOpen != nil {
+		return c.failOpen
+	}
+	if s, ok := event.(*secretNoted); ok {
+		s.Secret = strings.ToLower(s.Secret)
+	}
+	return nil
+}
+
+func TestRegistryFieldCipher(t *testing.T) {
+	r := newTestRegistry(t)
+	require.NoError(t, eventstore.Register[secretNoted](r, "SecretNoted", eventstore.Alias("OldSecretNoted")))
+	r.UseFieldCipher(upperCipher{})
+
+	orig := secretNoted{Note: "n", Secret: "abc"}
+	for _, v := range []any{orig, &orig} {
+		e, err := r.EncodeContext(context.Background(), v)
+		require.NoError(t, err)
+		require.JSONEq(t, `{"note":"n","secret":"ABC"}`, string(e.Data))
+		require.Equal(t, secretNoted{Note: "n", Secret: "abc"}, orig, "Seal works on a copy")
+
+		for _, typ := range []string{"SecretNoted", "OldSecretNoted"} {
+			rec := recorded(e)
+			rec.Type = typ
+			got, err := r.Decode(rec)
+			require.NoError(t, err)
+			require.Equal(t, orig, got, "Open runs after unmarshal, for aliases too")
+		}
+	}
+
+	boom := errors.New("keyring down")
+	r.UseFieldCipher(upperCipher{failSeal: boom})
+	_, err := r.Encode(orig)
+	require.ErrorIs(t, err, eventstore.ErrFieldCipher)
+	require.ErrorIs(t, err, boom)
+	var cipherErr *eventstore.FieldCipherError
+	require.ErrorAs(t, err, &cipherErr)
+	require.Equal(t, "seal", cipherErr.Op)
+	require.Equal(t, "SecretNoted", cipherErr.Type)
+
+	r.UseFieldCipher(upperCipher{failOpen: boom})
+	rec := eventstore.RecordedEvent{ID: uuid.New(), StreamID: "s-1", Version: 2, Type: "SecretNoted", SchemaVersion: 1, Data: json.RawMessage(`{"secret":"X"}`)}
+	v, err := r.DecodeContext(context.Background(), rec)
+	require.Nil(t, v)
+	require.ErrorIs(t, err, eventstore.ErrFieldCipher)
+	require.NotErrorIs(t, err, eventstore.ErrUndecodableEvent)
+	require.ErrorAs(t, err, &cipherErr)
+	require.Equal(t, "open", cipherErr.Op)
+	require.Equal(t, "s-1", cipherErr.StreamID)
+	require.EqualValues(t, 2, cipherErr.Version)
+	require.Equal(t, rec.ID.String(), cipherErr.EventID)
+
+	r.UseFieldCipher(nil)
+	e, err := r.Encode(orig)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"note":"n","secret":"abc"}`, string(e.Data))
+}
+
+func ExampleAlias() {
+	// Stored as "BasketCheckedOut" until the type was renamed.
+	type CartCheckedOut struct {
+		CartID string `json:"cart_id"`
+	}
+	reg := eventstore.NewRegistry()
+	eventstore.MustRegister[CartCheckedOut](reg, "CartCheckedOut", eventstore.Alias("BasketCheckedOut"))
+
+	v, _ := reg.Decode(eventstore.RecordedEvent{Type: "BasketCheckedOut", SchemaVersion: 1, Data: json.RawMessage(`{"cart_id":"c-1"}`)})
+	fmt.Printf("%+v\n", v)
+	e, _ := reg.Encode(v)
+	fmt.Println(e.Type)
+	info, _ := reg.Lookup("BasketCheckedOut")
+	fmt.Println(info.Name, info.Aliases, reg.Names(), reg.StoredNames())
+
+	// Output:
+	// {CartID:c-1}
+	// CartCheckedOut
+	// CartCheckedOut [BasketCheckedOut] [CartCheckedOut] [BasketCheckedOut CartCheckedOut]
 }

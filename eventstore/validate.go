@@ -68,7 +68,10 @@ func streamIDByte(c byte) bool {
 }
 
 // PrepareAppend validates an append and fills defaults (event IDs, schema
-// versions) in a copy of events, so every store applies the same rules.
+// versions) in a copy of events, so every store applies the same rules. In
+// the copy, OccurredAt is in UTC and whole microseconds and Metadata.Values
+// is a map of its own with its values in jsonb's form (see AppendJSONB);
+// Metadata.Extra is still the caller's map.
 // maxEventSize zero means DefaultMaxEventSize.
 func PrepareAppend(streamID string, expected ExpectedVersion, events []Event, opts AppendOptions, maxEventSize int) ([]Event, error) {
 	if err := ValidateStreamID(streamID); err != nil {
@@ -120,6 +123,11 @@ func PrepareAppend(streamID string, expected ExpectedVersion, events []Event, op
 		if reason := metadataProblem(e.Metadata); reason != "" {
 			return nil, bad(ErrInvalidEvent, reason)
 		}
+		values, err := jsonbValues(e.Metadata.Values)
+		if err != nil {
+			return nil, err
+		}
+		e.Metadata.Values = values
 		if !e.OccurredAt.IsZero() {
 			// PostgreSQL keeps microseconds; every store keeps what it does.
 			e.OccurredAt = e.OccurredAt.UTC().Truncate(time.Microsecond)
@@ -129,6 +137,9 @@ func PrepareAppend(streamID string, expected ExpectedVersion, events []Event, op
 		}
 		size := len(e.Data) + len(e.Metadata.CorrelationID) + len(e.Metadata.CausationID) + len(e.Metadata.CommandID)
 		for k, v := range e.Metadata.Extra {
+			size += len(k) + len(v)
+		}
+		for k, v := range e.Metadata.Values {
 			size += len(k) + len(v)
 		}
 		if size > maxEventSize {

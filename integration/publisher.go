@@ -83,16 +83,19 @@ func NewPublisher(name string, registry *eventstore.Registry, sender Sender, cfg
 // dead-lettered (see Register). Map panics when E is not registered or
 // already mapped: both are start-up mistakes.
 func Map[E any](p *Publisher, fn func(ctx context.Context, e E, rec eventstore.RecordedEvent) (Message, error)) {
-	name, ok := eventstore.TypeNameOf[E](p.registry)
+	names, ok := eventstore.StoredNamesOf[E](p.registry)
 	if !ok {
 		var zero E
 		panic(fmt.Sprintf("integration: %T is not registered in the event registry: register it before mapping it", zero))
 	}
-	if _, dup := p.byType[name]; dup {
-		panic(fmt.Sprintf("integration: publisher %s already maps event type %s", p.name, name))
+	if _, dup := p.byType[names[0]]; dup {
+		panic(fmt.Sprintf("integration: publisher %s already maps event type %s", p.name, names[0]))
 	}
-	p.byType[name] = func(ctx context.Context, event any, rec eventstore.RecordedEvent) (Message, error) {
+	mapping := func(ctx context.Context, event any, rec eventstore.RecordedEvent) (Message, error) {
 		return fn(ctx, event.(E), rec)
+	}
+	for _, n := range names { // its aliases too: old events decode to E
+		p.byType[n] = mapping
 	}
 }
 

@@ -54,17 +54,20 @@ func OnQueued[E any](h *Handlers, fn func(ctx context.Context, q *Queue, event E
 }
 
 func add[E any](h *Handlers, fn func(ctx context.Context, q *Queue, event E, rec eventstore.RecordedEvent) error) {
-	name, ok := eventstore.TypeNameOf[E](h.registry)
+	names, ok := eventstore.StoredNamesOf[E](h.registry)
 	if !ok {
 		var zero E
 		panic(fmt.Sprintf("projection: %T is not registered in the event registry: register it before handling it "+
 			"(eventstore.Register; in a service made by cairn new, mark the type //cairn:event and run `cairn new sync`)", zero))
 	}
-	if _, dup := h.byType[name]; dup {
-		panic(fmt.Sprintf("projection: event type %s already has a handler", name))
+	if _, dup := h.byType[names[0]]; dup {
+		panic(fmt.Sprintf("projection: event type %s already has a handler", names[0]))
 	}
-	h.byType[name] = func(ctx context.Context, q *Queue, event any, rec eventstore.RecordedEvent) error {
+	handle := func(ctx context.Context, q *Queue, event any, rec eventstore.RecordedEvent) error {
 		return fn(ctx, q, event.(E), rec)
+	}
+	for _, n := range names { // its aliases too: old events decode to E
+		h.byType[n] = handle
 	}
 }
 

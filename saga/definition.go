@@ -64,17 +64,20 @@ func On[E, S any](d *Definition[S], key func(E) string, fn func(*Context[S], E) 
 }
 
 func addRoute[E, S any](d *Definition[S], starts bool, key func(E) string, fn func(*Context[S], E) error) {
-	name, ok := eventstore.TypeNameOf[E](d.registry)
+	names, ok := eventstore.StoredNamesOf[E](d.registry)
 	if !ok {
 		panic(fmt.Sprintf("saga %s: event type %s is not registered", d.name, reflect.TypeFor[E]()))
 	}
-	if _, dup := d.routes[name]; dup {
-		panic(fmt.Sprintf("saga %s: event type %s already has a handler", d.name, name))
+	if _, dup := d.routes[names[0]]; dup {
+		panic(fmt.Sprintf("saga %s: event type %s already has a handler", d.name, names[0]))
 	}
-	d.routes[name] = route[S]{
+	r := route[S]{
 		starts: starts,
 		key:    func(e any) string { return key(e.(E)) },
 		handle: func(c *Context[S], e any) error { return fn(c, e.(E)) },
+	}
+	for _, n := range names { // its aliases too: old events decode to E
+		d.routes[n] = r
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/command"
+	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/internal/pgtest"
 	"github.com/cairn-es/cairn/projection"
 	"github.com/cairn-es/cairn/retry"
@@ -384,4 +385,20 @@ func TestSagaConcurrentCommandsGoOutTogetherAndWhatFollowsWaitsForTheGroup(t *te
 	require.ElementsMatch(t, []string{"done:1", "done:2", "done:3"}, events[1:4])
 	require.Equal(t, "undone:0", events[4], "the command after the group went out after all of it")
 	require.Equal(t, 1, e.maxHandled())
+}
+
+// An event stored under an old name of its type (eventstore.Alias) reaches
+// the saga like one stored under the current name.
+func TestSagaRoutesEventsStoredUnderAnAlias(t *testing.T) {
+	e := newEnv(t)
+	name := uniqueName("alias")
+	e.start(saga.Config{}, func(m *saga.Manager) { m.MustRegister(e.stepsSaga(name)) })
+	// Appended as an older version of the code did: under the old name.
+	_, err := e.store.Append(context.Background(), "job-old", eventstore.NoStream, []eventstore.Event{{
+		Type: "JobStarted", SchemaVersion: 1, Data: json.RawMessage(`{"job_id": "old", "steps": 1}`),
+	}})
+	require.NoError(t, err)
+	d := e.awaitEnded(name, "old")
+	require.Equal(t, "done", d.Outcome)
+	require.Equal(t, []string{"JobStarted", "done:1"}, e.jobEvents("old"), "the old event, then what the saga made of it")
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"time"
 
 	"github.com/google/uuid"
 	kdb "github.com/kurrent-io/KurrentDB-Client-Go/kurrentdb"
@@ -159,6 +160,10 @@ func (s *Store) appendEvents(ctx context.Context, streamID string, expected even
 func toEventData(events []eventstore.Event) ([]kdb.EventData, error) {
 	out := make([]kdb.EventData, len(events))
 	for i, e := range events {
+		var occurred *time.Time
+		if !e.OccurredAt.IsZero() {
+			occurred = &e.OccurredAt
+		}
 		body, err := eventstore.AppendJSONB(nil, e.Data)
 		if err != nil {
 			return nil, fmt.Errorf("kurrentdb: %w", err) // PrepareAppend validated it
@@ -169,6 +174,8 @@ func toEventData(events []eventstore.Event) ([]kdb.EventData, error) {
 			CommandID:     e.Metadata.CommandID,
 			SchemaVersion: e.SchemaVersion,
 			Extra:         e.Metadata.Extra,
+			OccurredAt:    occurred,
+			Values:        e.Metadata.Values,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("kurrentdb: encoding metadata: %w", err)

@@ -35,7 +35,10 @@
 // with JSON metadata holding the correlation, causation and command IDs,
 // the schema version and the free-form metadata; the event ID is the
 // KurrentDB event ID. RecordedAt is the server's "created" time, in whole
-// microseconds.
+// microseconds. KurrentDB has no field for when an event occurred: a given
+// Event.OccurredAt travels in the metadata JSON under the store's reserved
+// key "occurred_at" (beside, never inside, the caller's "extra") and is
+// restored from there on read; without it OccurredAt reads as RecordedAt.
 //
 // The store's log is the streams whose names are valid Cairn stream IDs
 // (after the prefix). System streams and events ($...) and the store's
@@ -47,6 +50,11 @@
 // given, types are checked on the client. The read ends at the limit or at
 // the server's caught-up signal, which KurrentDB sends on catch-up
 // subscriptions. Head reads $all backwards to the first event of the log.
+//
+// The store does not implement eventstore.EventReader (KurrentDB has no
+// index by event ID, so a read by ID would scan $all), and it refuses
+// ReadLogOptions.Since with an *eventstore.UnsupportedOptionError (it has
+// no index by time either) rather than scan or ignore it.
 //
 // Subscribe returns eventstore's generic subscription, whose every batch is
 // a ReadLog and whose wait is woken by this store's own appends and by one

@@ -1,6 +1,8 @@
 package kurrentdb_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync/atomic"
@@ -8,6 +10,7 @@ import (
 	"time"
 
 	kdb "github.com/kurrent-io/KurrentDB-Client-Go/kurrentdb"
+	"github.com/stretchr/testify/require"
 
 	"github.com/cairn-es/cairn/eventstore"
 	"github.com/cairn-es/cairn/eventstore/kurrentdb"
@@ -94,4 +97,26 @@ func TestAcceptanceNamespaced(t *testing.T) {
 
 func TestSnapshots(t *testing.T) {
 	storetest.RunSnapshots(t, func(t *testing.T) eventstore.SnapshotStore { return newStore(t, kurrentdb.Config{}) })
+}
+
+// KurrentDB has no index by event ID nor by time: the store offers no
+// EventReader, and refuses a log read bounded by time rather than ignore
+// the bound.
+func TestQueriesUnsupported(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	s := newStore(t, kurrentdb.Config{})
+	_, isReader := any(s).(eventstore.EventReader)
+	require.False(t, isReader, "the store must not claim EventReader")
+	_, err := s.Append(ctx, "order-1", eventstore.NoStream, []eventstore.Event{{Type: "T"}})
+	require.NoError(t, err)
+	events, err := s.ReadLog(ctx, eventstore.Start, eventstore.ReadLogOptions{Since: time.Now().Add(-time.Hour)})
+	require.Empty(t, events)
+	require.ErrorIs(t, err, eventstore.ErrUnsupportedOption)
+	require.ErrorIs(t, err, errors.ErrUnsupported)
+	var ue *eventstore.UnsupportedOptionError
+	require.ErrorAs(t, err, &ue)
+	require.Equal(t, "ReadLogOptions.Since", ue.Option)
+	_, err = eventstore.CountLog(ctx, s, eventstore.Start, eventstore.ReadLogOptions{Since: time.Now()})
+	require.ErrorIs(t, err, eventstore.ErrUnsupportedOption, "CountLog passes the bound on")
 }

@@ -95,10 +95,17 @@ func (f logFilter) keep(e eventstore.RecordedEvent) bool {
 // ReadLog returns the events after the given position in $all order,
 // filtered and limited by opts. It reads through a filtered catch-up
 // subscription, the only $all read the client filters on the server, and
-// stops at the server's caught-up signal or at the limit.
+// stops at the server's caught-up signal or at the limit. opts.Since is
+// refused with an *eventstore.UnsupportedOptionError: KurrentDB cannot
+// filter by time on the server, and filtering here would scan the log from
+// the position in every read.
 func (s *Store) ReadLog(ctx context.Context, after eventstore.Position, opts eventstore.ReadLogOptions) ([]eventstore.RecordedEvent, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if !opts.Since.IsZero() {
+		return nil, &eventstore.UnsupportedOptionError{Option: "ReadLogOptions.Since",
+			Reason: "KurrentDB has no index by time; read from a position instead"}
 	}
 	limit := opts.Limit
 	if limit <= 0 {

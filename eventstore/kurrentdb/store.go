@@ -143,13 +143,21 @@ func (s *Store) snapshotStream(streamID string) string {
 	return snapshotStreamPrefix + s.cfg.StreamPrefix + streamID
 }
 
-// eventMeta is the JSON metadata of every event the store writes.
+// eventMeta is the JSON metadata of every event the store writes. Its
+// top-level keys are the store's own (the caller's free-form metadata is
+// nested under extra), so occurred_at, which KurrentDB has no field for,
+// cannot collide with anything a caller puts there. It is absent when the
+// event gave no time: the event then occurred when it was recorded.
 type eventMeta struct {
 	CorrelationID string            `json:"correlation_id,omitempty"`
 	CausationID   string            `json:"causation_id,omitempty"`
 	CommandID     string            `json:"command_id,omitempty"`
 	SchemaVersion int               `json:"schema_version"`
 	Extra         map[string]string `json:"extra,omitempty"`
+	OccurredAt    *time.Time        `json:"occurred_at,omitempty"`
+	// Values is written compacted by encoding/json; recorded puts each
+	// value back in jsonb's form.
+	Values map[string]json.RawMessage `json:"values,omitempty"`
 }
 
 // recorded converts an event read from KurrentDB; ok is false for events
@@ -164,10 +172,21 @@ func (s *Store) recorded(ev *kdb.ResolvedEvent) (eventstore.RecordedEvent, bool,
 		return eventstore.RecordedEvent{}, false, nil
 	}
 	m := eventMeta{SchemaVersion: 1}
+	var err error
 	if len(e.UserMetadata) > 0 {
-		if err := json.Unmarshal(e.UserMetadata, &m); err != nil {
+		if err = json.Unmarshal(e.UserMetadata, &m); err != nil {
 			return eventstore.RecordedEvent{}, false, fmt.Errorf("kurrentdb: metadata of event %s in %q: %w", e.EventID, e.StreamID, err)
 		}
+	}
+	for k, v := range m.Values {
+		if m.Values[k], err = eventstore.AppendJSONB(nil, v); err != nil {
+			return eventstore.RecordedEvent{}, false, fmt.Errorf("kurrentdb: metadata value %q of event %s in %q: %w", k, e.EventID, e.StreamID, err)
+		}
+	}
+	recordedAt := e.CreatedDate.UTC().Truncate(time.Microsecond)
+	occurredAt := recordedAt
+	if m.OccurredAt != nil {
+		occurredAt = m.OccurredAt.UTC().Truncate(time.Microsecond)
 	}
 	return eventstore.RecordedEvent{
 		ID:            e.EventID,
@@ -182,8 +201,10 @@ func (s *Store) recorded(ev *kdb.ResolvedEvent) (eventstore.RecordedEvent, bool,
 			CausationID:   m.CausationID,
 			CommandID:     m.CommandID,
 			Extra:         m.Extra,
+			Values:        m.Values,
 		},
-		RecordedAt: e.CreatedDate.UTC().Truncate(time.Microsecond),
+		RecordedAt: recordedAt,
+		OccurredAt: occurredAt,
 	}, true, nil
 }
 

@@ -1,8 +1,9 @@
 // Package memory is a complete, goroutine-safe, in-memory event store.
 //
-// A Store implements eventstore.Store and eventstore.SnapshotStore with the
-// same semantics as the PostgreSQL store (it passes the acceptance suite in
-// eventstore/storetest), so it serves for tests, examples and embedding.
+// A Store implements eventstore.Store, eventstore.SnapshotStore and
+// eventstore.EventReader with the same semantics as the PostgreSQL store (it
+// passes the acceptance suites in eventstore/storetest), so it serves for
+// tests, examples and embedding.
 // Nothing is persisted: the log lives as long as the Store value.
 //
 // The log is one slice in position order. Every append takes a write lock,
@@ -34,6 +35,7 @@ var (
 	_ eventstore.Store         = (*Store)(nil)
 	_ eventstore.SnapshotStore = (*Store)(nil)
 	_ eventstore.Notifier      = (*Store)(nil)
+	_ eventstore.EventReader   = (*Store)(nil)
 )
 
 // Config configures a Store. The zero value is usable: every field has a
@@ -118,6 +120,7 @@ func (s *Store) Append(ctx context.Context, streamID string, expected eventstore
 		if e.Data, buf, err = appendJSONB(buf, e.Data); err != nil {
 			return eventstore.AppendResult{}, err
 		}
+		// Values is PrepareAppend's own copy already.
 		e.Metadata.Extra = maps.Clone(e.Metadata.Extra)
 	}
 	var cmd *eventstore.CommandRecord
@@ -185,6 +188,10 @@ func (s *Store) appendLocked(ctx context.Context, streamID string, expected even
 				Data:          e.Data,
 				Metadata:      e.Metadata,
 				RecordedAt:    now,
+				OccurredAt:    e.OccurredAt,
+			}
+			if rec.OccurredAt.IsZero() {
+				rec.OccurredAt = now
 			}
 			s.log = append(s.log, rec)
 			stream = append(stream, i)
@@ -278,7 +285,9 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, opts eventstore
 }
 
 // ReadLog returns the events after the given position in position order,
-// filtered and limited by opts (see eventstore.ReadLogOptions).
+// filtered and limited by opts (see eventstore.ReadLogOptions). Since is
+// checked on each event from the position on: a read that it filters
+// heavily costs the events it passes over.
 func (s *Store) ReadLog(ctx context.Context, after eventstore.Position, opts eventstore.ReadLogOptions) ([]eventstore.RecordedEvent, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -291,14 +300,26 @@ func (s *Store) ReadLog(ctx context.Context, after eventstore.Position, opts eve
 	types := dedupe(opts.Types)
 	cats := dedupe(opts.Categories)
 
+	since := opts.Since
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	start := sort.Search(len(s.log), func(i int) bool { return after.Before(s.log[i].Position) })
 	if len(types) == 0 && len(cats) == 0 {
-		end := min(start+limit, len(s.log))
-		idx := make([]int, end-start)
-		for k := range idx {
-			idx[k] = start + k
+		if since.IsZero() {
+			end := min(start+limit, len(s.log))
+			idx := make([]int, end-start)
+			for k := range idx {
+				idx[k] = start + k
+			}
+			return s.clone(idx), nil
+		}
+		// RecordedAt follows the wall clock, which may step back, so
+		// the bound is checked on every event rather than searched for.
+		var idx []int
+		for i := start; i < len(s.log) && len(idx) < limit; i++ {
+			if !s.log[i].RecordedAt.Before(since) {
+				idx = append(idx, i)
+			}
 		}
 		return s.clone(idx), nil
 	}
@@ -326,6 +347,9 @@ func (s *Store) ReadLog(ctx context.Context, after eventstore.Position, opts eve
 		}
 		i := lists[best][0]
 		lists[best] = lists[best][1:]
+		if !since.IsZero() && s.log[i].RecordedAt.Before(since) {
+			continue
+		}
 		if len(check) > 0 {
 			var v string
 			if checkType {
@@ -371,6 +395,21 @@ func dedupe(keys []string) []string {
 	out := slices.Clone(keys)
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// ReadEvent implements eventstore.EventReader: the event with the given
+// ID, found through the store's index by ID.
+func (s *Store) ReadEvent(ctx context.Context, id uuid.UUID) (eventstore.RecordedEvent, error) {
+	if err := ctx.Err(); err != nil {
+		return eventstore.RecordedEvent{}, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	i, ok := s.ids[id]
+	if !ok {
+		return eventstore.RecordedEvent{}, &eventstore.EventNotFoundError{ID: id}
+	}
+	return s.clone([]int{i})[0], nil
 }
 
 // Head returns the position of the last event, or eventstore.Start.
@@ -462,7 +501,20 @@ func (s *Store) clone(idx []int) []eventstore.RecordedEvent {
 		e := s.log[i]
 		e.Data, buf = appendBytes(buf, e.Data)
 		e.Metadata.Extra = maps.Clone(e.Metadata.Extra)
+		e.Metadata.Values = cloneValues(e.Metadata.Values)
 		out[k] = e
+	}
+	return out
+}
+
+// cloneValues is a deep copy of metadata values.
+func cloneValues(values map[string]json.RawMessage) map[string]json.RawMessage {
+	if values == nil {
+		return nil
+	}
+	out := make(map[string]json.RawMessage, len(values))
+	for k, v := range values {
+		out[k] = bytes.Clone(v)
 	}
 	return out
 }

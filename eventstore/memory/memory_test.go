@@ -327,3 +327,7 @@ func BenchmarkReadLog(b *testing.B) {
 		})
 	}
 }
+
+func TestQueries(t *testing.T) {
+	storetest.RunQueries(t, func(t *testing.T) eventstore.Store { return memory.New(memory.Config{}) })
+}

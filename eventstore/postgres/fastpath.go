@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -27,9 +28,9 @@ const fastAppendSQL = `WITH cur AS (
     SELECT v FROM cur
     WHERE v = $2 AND ($8::text IS NULL OR NOT EXISTS (SELECT 1 FROM {s}.commands WHERE command_id = $8))
 ), inserted AS (
-    INSERT INTO {s}.events (event_id, stream_id, version, type, schema_version, data, metadata)
-    SELECT u.id, $1, go.v + u.ord, u.t, u.sv, u.d, u.m
-    FROM go, unnest($3::uuid[], $4::text[], $5::integer[], $6::jsonb[], $7::jsonb[]) WITH ORDINALITY AS u(id, t, sv, d, m, ord)
+    INSERT INTO {s}.events (event_id, stream_id, version, type, schema_version, data, metadata, occurred_at)
+    SELECT u.id, $1, go.v + u.ord, u.t, u.sv, u.d, u.m, u.oa
+    FROM go, unnest($3::uuid[], $4::text[], $5::integer[], $6::jsonb[], $7::jsonb[], $11::timestamptz[]) WITH ORDINALITY AS u(id, t, sv, d, m, oa, ord)
     ORDER BY u.ord
     RETURNING seq
 ), last AS (
@@ -48,8 +49,8 @@ SELECT n, tx, seq FROM stamped`
 const fastAppendOneSQL = `WITH cur AS (
     SELECT coalesce(max(version), 0) AS v FROM {s}.events WHERE stream_id = $1
 ), inserted AS (
-    INSERT INTO {s}.events (event_id, stream_id, version, type, schema_version, data, metadata)
-    SELECT $3::uuid, $1, cur.v + 1, $4::text, $5::integer, $6::jsonb, $7::jsonb
+    INSERT INTO {s}.events (event_id, stream_id, version, type, schema_version, data, metadata, occurred_at)
+    SELECT $3::uuid, $1, cur.v + 1, $4::text, $5::integer, $6::jsonb, $7::jsonb, $11::timestamptz
     FROM cur
     WHERE cur.v = $2 AND ($8::text IS NULL OR NOT EXISTS (SELECT 1 FROM {s}.commands WHERE command_id = $8))
     RETURNING seq
@@ -80,9 +81,9 @@ func (s *Store) appendFast(ctx context.Context, streamID string, expected events
 	var seq *int64
 	if n == 1 {
 		err = s.pool.QueryRow(ctx, s.q.fastAppendOne, args[0], expected.Version(), args[3].([][16]byte)[0], args[4].([]string)[0],
-			args[5].([]int32)[0], args[6].([]string)[0], args[7].([]string)[0], args[8], args[9], args[10]).Scan(&inserted, &tx, &seq)
+			args[5].([]int32)[0], args[6].([]string)[0], args[7].([]string)[0], args[8], args[9], args[10], args[11].([]*time.Time)[0]).Scan(&inserted, &tx, &seq)
 	} else {
-		err = s.pool.QueryRow(ctx, s.q.fastAppend, args[0], expected.Version(), args[3], args[4], args[5], args[6], args[7], args[8], args[9], args[10]).
+		err = s.pool.QueryRow(ctx, s.q.fastAppend, args[0], expected.Version(), args[3], args[4], args[5], args[6], args[7], args[8], args[9], args[10], args[11]).
 			Scan(&inserted, &tx, &seq)
 	}
 	var pgErr *pgconn.PgError

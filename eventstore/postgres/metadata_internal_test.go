@@ -29,6 +29,8 @@ var metadataSamples = []string{
 	`{"extra": null}`,
 	`{"extra": {"n": 1}}`,
 	`{"extra": []}`,
+	`{"values": {"n": 1, "b": true, "o": {"a": [1, 2]}}, "extra": {"n": "1"}}`,
+	`{"values": {}}`,
 	`{"correlation_id": "a",}`,
 	`{"correlation_id": "a"} x`,
 	`{"correlation_id" "a"}`,

@@ -6,6 +6,11 @@
 // sequence) and bounded by the oldest transaction still in flight, which gives
 // every subscriber one total order in which no event can appear behind a
 // checkpoint; docs/architecture.md explains why and what it costs.
+//
+// A Store also implements eventstore.EventReader, through the unique index
+// by event ID, and bounds log reads by ReadLogOptions.Since, a filter on
+// recorded_at applied as the read scans from its position (no index: every
+// append would pay for one).
 package postgres
 
 import (
@@ -18,6 +23,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -29,6 +35,7 @@ import (
 var (
 	_ eventstore.Store         = (*Store)(nil)
 	_ eventstore.SnapshotStore = (*Store)(nil)
+	_ eventstore.EventReader   = (*Store)(nil)
 )
 
 // Config configures a Store. The zero value is usable.
@@ -204,7 +211,11 @@ func appendArgs(streamID string, expected eventstore.ExpectedVersion, events []e
 	versions := make([]int32, n)
 	data := make([]string, n)
 	meta := make([]string, n)
+	occurred := make([]*time.Time, n) // nil: when recorded
 	for i, e := range events {
+		if !e.OccurredAt.IsZero() {
+			occurred[i] = &e.OccurredAt
+		}
 		ids[i] = e.ID
 		types[i] = e.Type
 		versions[i] = int32(e.SchemaVersion)
@@ -220,7 +231,7 @@ func appendArgs(streamID string, expected eventstore.ExpectedVersion, events []e
 	if cmd != nil {
 		cmdID, cmdType, hash = &cmd.ID, &cmd.Type, cmd.PayloadHash
 	}
-	return []any{streamID, int16(expected.Kind()), expected.Version(), ids, types, versions, data, meta, cmdID, cmdType, hash}, nil
+	return []any{streamID, int16(expected.Kind()), expected.Version(), ids, types, versions, data, meta, cmdID, cmdType, hash, occurred}, nil
 }
 
 // ReadStream implements eventstore.StreamReader.
@@ -291,7 +302,7 @@ func (s *Store) ReadLog(ctx context.Context, after eventstore.Position, opts eve
 		limit = eventstore.DefaultBatchSize
 	}
 	limit = min(limit, eventstore.MaxBatchSize)
-	sql, args := s.q.logScan(after, opts.Types, opts.Categories, limit)
+	sql, args := s.q.logScan(after, filterOf(opts), limit)
 	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: reading the log: %w", err)
@@ -312,7 +323,7 @@ func (s *Store) ReadLogHoldback(ctx context.Context, after eventstore.Position, 
 		limit = eventstore.DefaultBatchSize
 	}
 	limit = min(limit, eventstore.MaxBatchSize)
-	sql, args := s.q.logScanHoldback(after, opts.Types, opts.Categories, limit)
+	sql, args := s.q.logScanHoldback(after, filterOf(opts), limit)
 	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("postgres: reading the log: %w", err)
@@ -333,12 +344,29 @@ func (s *Store) CountLog(ctx context.Context, after eventstore.Position, opts ev
 	if limit <= 0 {
 		limit = math.MaxInt32
 	}
-	sql, args := s.q.logCount(after, opts.Types, opts.Categories, limit)
+	sql, args := s.q.logCount(after, filterOf(opts), limit)
 	var n int64
 	if err := s.pool.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("postgres: counting the log: %w", err)
 	}
 	return n, nil
+}
+
+// ReadEvent implements eventstore.EventReader through the unique index by
+// event ID. Like ReadStream, it is not held back at the horizon.
+func (s *Store) ReadEvent(ctx context.Context, id uuid.UUID) (eventstore.RecordedEvent, error) {
+	rows, err := s.pool.Query(ctx, s.q.readEvent, [16]byte(id))
+	if err != nil {
+		return eventstore.RecordedEvent{}, fmt.Errorf("postgres: reading event %s: %w", id, err)
+	}
+	events, err := scanEvents(rows, nil)
+	if err != nil {
+		return eventstore.RecordedEvent{}, fmt.Errorf("postgres: reading event %s: %w", id, err)
+	}
+	if len(events) == 0 {
+		return eventstore.RecordedEvent{}, &eventstore.EventNotFoundError{ID: id}
+	}
+	return events[0], nil
 }
 
 // Pool returns the pool the store works on, for code that keeps its own
@@ -454,10 +482,10 @@ func scanEvents(rows pgx.Rows, held *bool) ([]eventstore.RecordedEvent, error) {
 		var data, meta []byte
 		// Scanning into the array, not uuid.UUID, keeps pgx on its binary
 		// path instead of uuid's sql.Scanner text parsing.
-		dest := []any{(*[16]byte)(&e.ID), &e.StreamID, &e.Version, &e.Position.Tx, &seq, &e.Type, &e.SchemaVersion, &data, &meta, &e.RecordedAt}
+		dest := []any{(*[16]byte)(&e.ID), &e.StreamID, &e.Version, &e.Position.Tx, &seq, &e.Type, &e.SchemaVersion, &data, &meta, &e.RecordedAt, &e.OccurredAt}
 		if held != nil {
 			if rows.RawValues()[1] == nil {
-				if err := rows.Scan(held, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil); err != nil {
+				if err := rows.Scan(held, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil); err != nil {
 					return nil, err
 				}
 				continue
@@ -476,6 +504,7 @@ func scanEvents(rows pgx.Rows, held *bool) ([]eventstore.RecordedEvent, error) {
 			}
 		}
 		e.RecordedAt = e.RecordedAt.UTC()
+		e.OccurredAt = e.OccurredAt.UTC()
 		out = append(out, e)
 	}
 	return out, rows.Err()

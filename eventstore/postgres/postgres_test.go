@@ -93,7 +93,7 @@ func TestAppendRefusesATransactionWithAnID(t *testing.T) {
 	defer func() { _ = tx.Rollback(ctx) }()
 	_, err = tx.Exec(ctx, "SELECT pg_current_xact_id()")
 	require.NoError(t, err)
-	_, err = tx.Exec(ctx, fmt.Sprintf(`SELECT * FROM %s.append('order-1', 0::smallint, 0, ARRAY[gen_random_uuid()], ARRAY['X'], ARRAY[1], ARRAY['{}'::jsonb], ARRAY['{}'::jsonb], NULL, NULL, NULL)`, s.Schema()))
+	_, err = tx.Exec(ctx, fmt.Sprintf(`SELECT * FROM %s.append('order-1', 0::smallint, 0, ARRAY[gen_random_uuid()], ARRAY['X'], ARRAY[1], ARRAY['{}'::jsonb], ARRAY['{}'::jsonb], NULL, NULL, NULL, ARRAY[NULL::timestamptz])`, s.Schema()))
 	var pgErr *pgconn.PgError
 	require.ErrorAs(t, err, &pgErr)
 	require.Equal(t, "CA001", pgErr.Code)
@@ -103,4 +103,27 @@ func TestNewRejectsABadSchemaName(t *testing.T) {
 	pool := pgtest.Pool(t, 1)
 	_, err := postgres.New(pool, postgres.Config{Schema: "Robert'); DROP TABLE students;--"})
 	require.ErrorIs(t, err, migrations.ErrInvalidSchema)
+}
+
+func TestQueries(t *testing.T) {
+	storetest.RunQueries(t, func(t *testing.T) eventstore.Store { return newStore(t) })
+}
+
+// The subscription's read, ReadLogHoldback, honours Since as ReadLog does,
+// in the page and in the held-back test alike.
+func TestReadLogHoldbackSince(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := newStore(t)
+	res, err := s.Append(ctx, "order-1", eventstore.NoStream, []eventstore.Event{{Type: "T"}, {Type: "T"}})
+	require.NoError(t, err)
+	storetest.AwaitReadable(t, ctx, s, res.Position)
+	events, held, err := s.ReadLogHoldback(ctx, eventstore.Start, eventstore.ReadLogOptions{Since: time.Now().Add(-time.Hour)})
+	require.NoError(t, err)
+	require.False(t, held)
+	require.Len(t, events, 2)
+	events, held, err = s.ReadLogHoldback(ctx, eventstore.Start, eventstore.ReadLogOptions{Since: events[0].RecordedAt.Add(time.Nanosecond)})
+	require.NoError(t, err)
+	require.False(t, held)
+	require.Empty(t, events, "both events were recorded before the bound")
 }

@@ -3,6 +3,7 @@ package postgres
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/cairn-es/cairn/eventstore"
 )
@@ -15,7 +16,9 @@ import (
 // else reads the log in position order.
 const horizon = "tx < pg_snapshot_xmin(pg_current_snapshot())"
 
-const eventColumns = "event_id, stream_id, version, tx, seq, type, schema_version, data, metadata, recorded_at"
+// eventColumns are the columns scanEvents reads. occurred_at is NULL unless
+// the writer gave a time (see migration 002), so it reads as recorded_at.
+const eventColumns = "event_id, stream_id, version, tx, seq, type, schema_version, data, metadata, recorded_at, coalesce(occurred_at, recorded_at) AS occurred_at"
 
 // queries holds the SQL of one schema, built once.
 type queries struct {
@@ -32,6 +35,7 @@ type queries struct {
 	loadSnapshot   string
 	saveSnapshot   string
 	holders        string
+	readEvent      string
 }
 
 func newQueries(schema string) queries {
@@ -41,7 +45,7 @@ func newQueries(schema string) queries {
 		fastAppend:    fastAppendQuery(schema),
 		fastAppendOne: fastAppendOneQuery(schema),
 		append: r.Replace(`SELECT status, stream_id, current_version, first_version, last_version, pos_tx, pos_seq
-			FROM {s}.append($1, $2, $3, $4, $5, $6, $7::jsonb[], $8::jsonb[], $9, $10, $11)`),
+			FROM {s}.append($1, $2, $3, $4, $5, $6, $7::jsonb[], $8::jsonb[], $9, $10, $11, $12::timestamptz[])`),
 		existing: r.Replace(`SELECT count(*) FILTER (WHERE stream_id = $2), count(*),
 			min(version) FILTER (WHERE stream_id = $2), max(version) FILTER (WHERE stream_id = $2),
 			(array_agg(tx ORDER BY version DESC) FILTER (WHERE stream_id = $2))[1],
@@ -49,6 +53,7 @@ func newQueries(schema string) queries {
 			FROM {s}.events WHERE event_id = ANY($1)`),
 		readForward:  r.Replace(`SELECT {cols} FROM {s}.events WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`),
 		readBackward: r.Replace(`SELECT {cols} FROM {s}.events WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT $3`),
+		readEvent:    r.Replace(`SELECT {cols} FROM {s}.events WHERE event_id = $1`),
 		streamExists: r.Replace(`SELECT EXISTS (SELECT 1 FROM {s}.events WHERE stream_id = $1)`),
 		head:         r.Replace(`SELECT tx, seq FROM {s}.events WHERE {horizon} ORDER BY tx DESC, seq DESC LIMIT 1`),
 		handledCommand: r.Replace(`SELECT command_id, command_type, payload_hash, stream_id, first_version, last_version, pos_tx, pos_seq
@@ -67,21 +72,31 @@ func newQueries(schema string) queries {
 	}
 }
 
+// logFilter is what narrows a read of the log beyond its position.
+type logFilter struct {
+	types, categories []string
+	since             time.Time // zero: no bound
+}
+
+func filterOf(opts eventstore.ReadLogOptions) logFilter {
+	return logFilter{types: opts.Types, categories: opts.Categories, since: opts.Since}
+}
+
 // logScan builds a read of the log after a position, with optional filters.
-func (q queries) logScan(after eventstore.Position, types, categories []string, limit int) (string, []any) {
-	return q.positionScan(eventColumns, after, types, categories, limit)
+func (q queries) logScan(after eventstore.Position, f logFilter, limit int) (string, []any) {
+	return q.positionScan(eventColumns, after, f, limit)
 }
 
 // logCount builds a count of the events after a position, at most limit.
-func (q queries) logCount(after eventstore.Position, types, categories []string, limit int) (string, []any) {
-	sql, args := q.positionScan("1", after, types, categories, limit)
+func (q queries) logCount(after eventstore.Position, f logFilter, limit int) (string, []any) {
+	sql, args := q.positionScan("1", after, f, limit)
 	return "SELECT count(*) FROM (" + sql + ") AS pending", args
 }
 
 // positionScan is the one builder of reads of the log by position; every
 // such read goes through it, so none can drop the horizon guard.
-func (q queries) positionScan(columns string, after eventstore.Position, types, categories []string, limit int) (string, []any) {
-	where, args := q.positionWhere(after, types, categories, horizon)
+func (q queries) positionScan(columns string, after eventstore.Position, f logFilter, limit int) (string, []any) {
+	where, args := q.positionWhere(after, f, horizon)
 	args = append(args, limit)
 	return fmt.Sprintf("SELECT %s FROM %s.events WHERE %s ORDER BY tx, seq LIMIT $%d", columns, q.schema, where, len(args)), args
 }
@@ -94,9 +109,9 @@ const beyondHorizon = "tx >= pg_snapshot_xmin(pg_current_snapshot())"
 // events matching the filters are held back beyond the horizon; when the
 // page is empty it is the only row (its event columns NULL). The page and
 // the test read the same snapshot: one statement.
-func (q queries) logScanHoldback(after eventstore.Position, types, categories []string, limit int) (string, []any) {
-	page, args := q.positionScan(eventColumns, after, types, categories, limit)
-	held, _ := q.positionWhere(after, types, categories, beyondHorizon)
+func (q queries) logScanHoldback(after eventstore.Position, f logFilter, limit int) (string, []any) {
+	page, args := q.positionScan(eventColumns, after, f, limit)
+	held, _ := q.positionWhere(after, f, beyondHorizon)
 	return fmt.Sprintf(`SELECT h.held, p.* FROM (SELECT EXISTS (SELECT 1 FROM %s.events WHERE %s) AS held) h
 		LEFT JOIN LATERAL (%s) p ON true ORDER BY p.tx, p.seq`, q.schema, held, page), args
 }
@@ -104,17 +119,33 @@ func (q queries) logScanHoldback(after eventstore.Position, types, categories []
 // positionWhere is the condition of a scan after a position under guard,
 // with the filters; its arguments are numbered from $1 in the same way
 // for every guard.
-func (q queries) positionWhere(after eventstore.Position, types, categories []string, guard string) (string, []any) {
+func (q queries) positionWhere(after eventstore.Position, f logFilter, guard string) (string, []any) {
 	var b strings.Builder
 	args := []any{after.Tx, int64(after.Seq)}
 	fmt.Fprintf(&b, "(tx, seq) > ($1::xid8, $2::bigint) AND %s", guard)
-	if len(types) > 0 {
-		args = append(args, types)
+	if len(f.types) > 0 {
+		args = append(args, f.types)
 		fmt.Fprintf(&b, " AND type = ANY($%d)", len(args))
 	}
-	if len(categories) > 0 {
-		args = append(args, categories)
+	if len(f.categories) > 0 {
+		args = append(args, f.categories)
 		fmt.Fprintf(&b, " AND category = ANY($%d)", len(args))
 	}
+	if !f.since.IsZero() {
+		args = append(args, ceilMicrosecond(f.since))
+		fmt.Fprintf(&b, " AND recorded_at >= $%d::timestamptz", len(args))
+	}
 	return b.String(), args
+}
+
+// ceilMicrosecond rounds t up to PostgreSQL's precision. pgx sends a time
+// truncated to the microsecond; rounding up first keeps "at or after t"
+// exact: recorded_at, in whole microseconds, is at or after t exactly when
+// it is at or after t rounded up.
+func ceilMicrosecond(t time.Time) time.Time {
+	c := t.Truncate(time.Microsecond)
+	if c.Before(t) {
+		c = c.Add(time.Microsecond)
+	}
+	return c
 }

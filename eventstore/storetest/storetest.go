@@ -126,6 +126,8 @@ func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store, opts ...Opt
 		{"UnstorableInput", testUnstorableInput},
 		{"DataForm", testDataForm},
 		{"RecordedAtPrecision", testRecordedAtPrecision},
+		{"OccurredAt", testOccurredAt},
+		{"MetadataValues", testMetadataValues},
 		{"CancelledContext", testCancelledContext},
 		{"SubscriptionCatchUpThenLive", testSubscriptionCatchUpThenLive},
 		{"SubscriptionResume", testSubscriptionResume},
