@@ -100,33 +100,49 @@ func (c *Cipher) Check(t reflect.Type) error {
 	return err
 }
 
+// work is what Seal or Open has to do to an event: its personal fields
+// whose values want says need it, with the subject and the registered type
+// name; nil when there is nothing to do.
+type work struct {
+	v                 reflect.Value
+	fields            []field
+	subject, typeName string
+}
+
+func (c *Cipher) work(event any, want func(string) bool) (*work, error) {
+	v, p, err := c.target(event)
+	if err != nil || p == nil {
+		return nil, err
+	}
+	w := &work{v: v}
+	for _, f := range p.personal {
+		if want(v.FieldByIndex(f.index).String()) {
+			w.fields = append(w.fields, f)
+		}
+	}
+	if len(w.fields) == 0 {
+		return nil, nil
+	}
+	if w.subject = v.FieldByIndex(p.subject.index).String(); w.subject == "" {
+		return nil, &FieldError{GoType: v.Type(), Field: p.subject.name, Err: ErrNoSubject}
+	}
+	if w.typeName, err = c.typeName(v); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
 // Seal implements eventstore.FieldCipher: it encrypts the personal fields
 // of *event in place under its subject's key, creating the key for a new
 // subject. Empty fields and fields that read Redacted (an event copied from
 // a forgotten one) are left as they are: sealing them would create a key
 // for nothing to protect.
 func (c *Cipher) Seal(ctx context.Context, event any) error {
-	v, p, err := c.target(event)
-	if err != nil || p == nil {
+	w, err := c.work(event, func(s string) bool { return s != "" && s != Redacted })
+	if err != nil || w == nil {
 		return err
 	}
-	var todo []field
-	for _, f := range p.personal {
-		if s := v.FieldByIndex(f.index).String(); s != "" && s != Redacted {
-			todo = append(todo, f)
-		}
-	}
-	if len(todo) == 0 {
-		return nil
-	}
-	subject := v.FieldByIndex(p.subject.index).String()
-	if subject == "" {
-		return &FieldError{GoType: v.Type(), Field: p.subject.name, Err: ErrNoSubject}
-	}
-	typeName, err := c.typeName(v)
-	if err != nil {
-		return err
-	}
+	v, todo, subject, typeName := w.v, w.fields, w.subject, w.typeName
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	key, err := c.keys.GetOrCreate(ctx, subject)
@@ -152,27 +168,11 @@ func (c *Cipher) Seal(ctx context.Context, event any) error {
 // fields of *event in place, or sets them to Redacted when their key is
 // forgotten. Fields that are not sealed are left alone.
 func (c *Cipher) Open(ctx context.Context, event any) error {
-	v, p, err := c.target(event)
-	if err != nil || p == nil {
+	w, err := c.work(event, func(s string) bool { return strings.HasPrefix(s, sealedPrefix) })
+	if err != nil || w == nil {
 		return err
 	}
-	var todo []field
-	for _, f := range p.personal {
-		if strings.HasPrefix(v.FieldByIndex(f.index).String(), sealedPrefix) {
-			todo = append(todo, f)
-		}
-	}
-	if len(todo) == 0 {
-		return nil
-	}
-	subject := v.FieldByIndex(p.subject.index).String()
-	if subject == "" {
-		return &FieldError{GoType: v.Type(), Field: p.subject.name, Err: ErrNoSubject}
-	}
-	typeName, err := c.typeName(v)
-	if err != nil {
-		return err
-	}
+	v, todo, subject, typeName := w.v, w.fields, w.subject, w.typeName
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	o := &opener{keys: c.keys, subject: subject, typeName: typeName, aliases: func() []string { return c.aliases(typeName) }}
